@@ -1,0 +1,353 @@
+//! `App::build(config)`: the one way to assemble the server, used by `main` and by tests.
+//! It finds (or starts) the database, migrates it, opens the pool, starts the event
+//! listener, and binds the HTTP listener, so a caller learns the real address before serving.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_graphql::dataloader::{DataLoader, NoCache};
+use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql::Data;
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::extract::{MatchedPath, Request, State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+
+use crate::auth::secrets::Sealer;
+use crate::auth::{authenticate, Auth};
+use crate::config::Config;
+use crate::db::embedded::{self, Durability, EmbeddedCluster};
+use crate::db::{self, Db};
+use crate::events::EventBus;
+use crate::graphql::loaders::TenantLoader;
+use crate::graphql::{self as gql, ObrolSchema, RequestMeta};
+use crate::seed::{self, DemoCredentials};
+
+/// What every request handler and feature function can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub sealer: Sealer,
+    pub events: EventBus,
+}
+
+#[derive(Clone)]
+struct HttpState {
+    app: AppState,
+    schema: ObrolSchema,
+    metrics: PrometheusHandle,
+}
+
+pub struct App {
+    pub state: AppState,
+    pub address: SocketAddr,
+    /// Set on the first start of the embedded cluster, or whenever it was seeded.
+    pub demo: Option<DemoCredentials>,
+    listener: TcpListener,
+    router: Router,
+    cluster: Option<EmbeddedCluster>,
+}
+
+/// Where the database is, and who started it.
+pub struct Database {
+    pub options: PgConnectOptions,
+    pub cluster: Option<EmbeddedCluster>,
+}
+
+/// Uses `DATABASE_URL` when set; otherwise starts the embedded cluster and makes sure its
+/// `obrol` database exists.
+pub async fn open_database(config: &Config) -> anyhow::Result<Database> {
+    if let Some(url) = &config.database_url {
+        let options = PgConnectOptions::from_str(url)
+            .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+        return Ok(Database {
+            options,
+            cluster: None,
+        });
+    }
+    let data_dir = config.data_dir.clone();
+    let pg_bin = config.pg_bin.clone();
+    let cluster = tokio::task::spawn_blocking(move || {
+        EmbeddedCluster::ensure_running(&data_dir, pg_bin.as_deref(), Durability::Durable)
+    })
+    .await??;
+    let mut admin = PgConnection::connect_with(&cluster.connect_options("postgres")).await?;
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_database where datname = 'obrol')")
+            .fetch_one(&mut admin)
+            .await?;
+    if !exists {
+        sqlx::query("create database obrol")
+            .execute(&mut admin)
+            .await?;
+    }
+    admin.close().await?;
+    Ok(Database {
+        options: cluster.connect_options("obrol"),
+        cluster: Some(cluster),
+    })
+}
+
+fn secret_key(config: &Config) -> anyhow::Result<Sealer> {
+    let key = match &config.secret_key {
+        Some(key) => key.clone(),
+        None => {
+            std::fs::create_dir_all(&config.data_dir)?;
+            embedded::read_or_create_secret(&config.data_dir.join("secret.key"))?
+        }
+    };
+    Ok(Sealer::from_hex(&key)?)
+}
+
+fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    // A second App in one process (tests) shares the first one's recorder.
+    if metrics::set_global_recorder(recorder).is_ok() {
+        let _ = HANDLE.set(handle.clone());
+    }
+    Ok(HANDLE.get().cloned().unwrap_or(handle))
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let database = open_database(&config).await?;
+        db::migrate(&database.options.clone().disable_statement_logging())
+            .await
+            .context("migrating the database")?;
+        let db = Db::connect(database.options.clone(), config.db_max_connections).await?;
+        let sealer = secret_key(&config)?;
+        let events = EventBus::start(db.pool()).await?;
+        let state = AppState {
+            db,
+            config: Arc::new(config),
+            sealer,
+            events,
+        };
+
+        let demo = if database.cluster.is_some() && state.config.seed_demo {
+            seed::ensure_demo(&state).await?
+        } else {
+            None
+        };
+
+        let http = HttpState {
+            app: state.clone(),
+            schema: gql::build(state.clone()),
+            metrics: metrics_handle()?,
+        };
+        let router = router(http, state.config.max_body_bytes);
+        let listener = TcpListener::bind(state.config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", state.config.listen))?;
+        let address = listener.local_addr()?;
+        Ok(App {
+            state,
+            address,
+            demo,
+            listener,
+            router,
+            cluster: database.cluster,
+        })
+    }
+
+    /// Serves until SIGINT/SIGTERM, then stops the embedded cluster if we run one.
+    pub async fn serve(self) -> anyhow::Result<()> {
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await;
+        self.state.db.pool().close().await;
+        if let Some(cluster) = self.cluster {
+            tokio::task::spawn_blocking(move || cluster.stop()).await??;
+            tracing::info!("embedded PostgreSQL stopped");
+        }
+        Ok(served?)
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+fn router(http: HttpState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql/ws", get(graphql_ws))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(middleware::from_fn(track_requests))
+        .with_state(http)
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
+    Some(token.trim())
+}
+
+async fn graphql(
+    State(http): State<HttpState>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> Response {
+    let auth = match headers.get(header::AUTHORIZATION) {
+        None => Auth::Anonymous,
+        Some(_) => match bearer_token(&headers) {
+            None => Auth::Rejected,
+            Some(token) => match authenticate(&http.app.db, Some(token)).await {
+                Ok(auth) => auth,
+                Err(err) => {
+                    let response = async_graphql::Response::from_errors(vec![
+                        async_graphql::Error::from(err).into_server_error(Default::default()),
+                    ]);
+                    return GraphQLResponse::from(response).into_response();
+                }
+            },
+        },
+    };
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(300).collect());
+    let mut request = request.into_inner().data(RequestMeta { user_agent });
+    if let Auth::Actor(actor) = &auth {
+        let loader = TenantLoader {
+            db: http.app.db.clone(),
+            company_id: actor.company_id,
+        };
+        request = request.data(DataLoader::new(loader, tokio::spawn));
+    }
+    let request = request.data(auth);
+    GraphQLResponse::from(http.schema.execute(request).await).into_response()
+}
+
+async fn graphiql() -> Html<String> {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .title("Obrol GraphQL")
+            .finish(),
+    )
+}
+
+/// graphql-ws (and the legacy subscriptions-transport-ws). The credential travels in the
+/// `connection_init` payload as `{"token": "..."}` or `{"Authorization": "Bearer ..."}`.
+async fn graphql_ws(
+    State(http): State<HttpState>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let db = http.app.db.clone();
+    let schema = http.schema.clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| {
+            GraphQLWebSocket::new(stream, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let token = ["token", "authToken", "Authorization", "authorization"]
+                        .iter()
+                        .find_map(|key| payload.get(*key).and_then(|v| v.as_str()))
+                        .map(|raw| {
+                            raw.strip_prefix("Bearer ")
+                                .unwrap_or(raw)
+                                .trim()
+                                .to_string()
+                        });
+                    let auth = authenticate(&db, token.as_deref()).await?;
+                    let mut data = Data::default();
+                    match &auth {
+                        Auth::Actor(actor) => {
+                            let loader = TenantLoader {
+                                db: db.clone(),
+                                company_id: actor.company_id,
+                            };
+                            data.insert(DataLoader::with_cache(loader, tokio::spawn, NoCache));
+                        }
+                        Auth::Rejected => {
+                            return Err(async_graphql::Error::new(
+                                "the session or API key is invalid, expired or revoked",
+                            ))
+                        }
+                        Auth::Anonymous => {}
+                    }
+                    data.insert(auth);
+                    Ok(data)
+                })
+                .serve()
+        })
+}
+
+async fn readyz(State(http): State<HttpState>) -> Response {
+    let check = tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query("select 1").execute(http.app.db.pool()),
+    )
+    .await;
+    match check {
+        Ok(Ok(_)) => (StatusCode::OK, "ready").into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response(),
+    }
+}
+
+async fn metrics_text(State(http): State<HttpState>) -> Response {
+    let pool = http.app.db.pool();
+    metrics::gauge!("obrol_db_pool_connections").set(pool.size() as f64);
+    metrics::gauge!("obrol_db_pool_idle_connections").set(pool.num_idle() as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        http.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn track_requests(request: Request, next: Next) -> Response {
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("obrol_http_requests_total", "path" => path.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("obrol_http_request_duration_seconds", "path" => path)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

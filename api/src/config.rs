@@ -1,0 +1,80 @@
+//! Configuration from `OBROL_*` environment variables, with defaults that run locally.
+//! The README's configuration table lists every variable read here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address the HTTP server binds (`OBROL_LISTEN`); port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// External PostgreSQL (`DATABASE_URL`); `None` runs the embedded cluster.
+    pub database_url: Option<String>,
+    /// Where the embedded cluster, the secret key and demo credentials live (`OBROL_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Directory of `initdb`, `pg_ctl` and `postgres` (`OBROL_PG_BIN`).
+    pub pg_bin: Option<PathBuf>,
+    /// 32-byte key sealing secrets at rest (`OBROL_SECRET_KEY`, hex); generated into the data
+    /// directory when unset.
+    pub secret_key: Option<String>,
+    pub session_ttl: Duration,
+    pub invite_ttl: Duration,
+    pub db_max_connections: u32,
+    pub max_body_bytes: usize,
+    pub log_json: bool,
+    /// Seed the demo company on first start of the embedded cluster (`OBROL_SEED_DEMO`).
+    pub seed_demo: bool,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let listen = env_or("OBROL_LISTEN", "127.0.0.1:8080")
+            .parse()
+            .context("OBROL_LISTEN must be an address such as 127.0.0.1:8080")?;
+        let database_url = std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty());
+        let data_dir = PathBuf::from(env_or("OBROL_DATA_DIR", ".obrol"));
+        let pg_bin = std::env::var("OBROL_PG_BIN").ok().map(PathBuf::from);
+        let secret_key = std::env::var("OBROL_SECRET_KEY")
+            .ok()
+            .filter(|v| !v.is_empty());
+        let session_ttl = Duration::from_secs(3600 * parse_env("OBROL_SESSION_TTL_HOURS", 720)?);
+        let invite_ttl = Duration::from_secs(3600 * parse_env("OBROL_INVITE_TTL_HOURS", 168)?);
+        let db_max_connections = parse_env("OBROL_DB_MAX_CONNECTIONS", 16)?;
+        let max_body_bytes = parse_env("OBROL_MAX_BODY_BYTES", 1024 * 1024)?;
+        let log_json = match env_or("OBROL_LOG_FORMAT", "text").as_str() {
+            "json" => true,
+            "text" => false,
+            other => bail!("OBROL_LOG_FORMAT must be 'text' or 'json', not '{other}'"),
+        };
+        let seed_demo = parse_env("OBROL_SEED_DEMO", true)?;
+        Ok(Self {
+            listen,
+            database_url,
+            data_dir,
+            pg_bin,
+            secret_key,
+            session_ttl,
+            invite_ttl,
+            db_max_connections,
+            max_body_bytes,
+            log_json,
+            seed_demo,
+        })
+    }
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn parse_env<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
+    match std::env::var(name) {
+        Ok(raw) if !raw.is_empty() => raw
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{name} has an invalid value: '{raw}'")),
+        _ => Ok(default),
+    }
+}

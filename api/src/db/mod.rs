@@ -1,0 +1,74 @@
+//! Database access: the pool the application uses, tenant transactions, migrations.
+//!
+//! Every pooled connection runs `set role obrol_app`, a role that cannot bypass row-level
+//! security, so whatever a query forgets, PostgreSQL still filters by company. Tenant data is
+//! only ever read or written inside [`Db::tenant`], which opens a transaction and sets
+//! `app.company_id` for exactly that transaction.
+
+pub mod embedded;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, Executor, PgConnection, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+/// The embedded migrations (`migrations/` at the workspace root).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// A transaction scoped to one company by row-level security.
+pub type TenantTx = Transaction<'static, Postgres>;
+
+#[derive(Clone)]
+pub struct Db {
+    pool: PgPool,
+}
+
+impl Db {
+    /// Opens the application pool. Connections act as `obrol_app` (see the module docs).
+    pub async fn connect(options: PgConnectOptions, max_connections: u32) -> sqlx::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("set role obrol_app").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for statements that are not tenant data: health checks, LISTEN, and the
+    /// narrow authentication functions that run before the company is known.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Begins a transaction in which row-level security shows only `company_id`'s rows.
+    pub async fn tenant(&self, company_id: Uuid) -> sqlx::Result<TenantTx> {
+        let mut tx = self.pool.begin().await?;
+        set_tenant(&mut tx, company_id).await?;
+        Ok(tx)
+    }
+}
+
+/// Sets the company for the rest of the current transaction.
+pub async fn set_tenant(conn: &mut PgConnection, company_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("select set_config('app.company_id', $1, true)")
+        .bind(company_id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Applies pending migrations as the connecting (owner) role, not as `obrol_app`.
+pub async fn migrate(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let mut conn = PgConnection::connect_with(options).await?;
+    MIGRATOR.run(&mut conn).await?;
+    conn.close().await?;
+    Ok(())
+}

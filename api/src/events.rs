@@ -1,0 +1,85 @@
+//! Real-time events, fanned out across every `obrol` process through PostgreSQL.
+//!
+//! A change publishes its event with `pg_notify` inside the transaction that makes it, so
+//! the event goes out exactly when (and only if) the change commits. Each process LISTENs on
+//! one channel and re-broadcasts what arrives to its local GraphQL subscriptions, which
+//! filter by company; several API nodes behind a load balancer therefore all see every event.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+pub const CHANNEL: &str = "obrol_events";
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Event {
+    pub company_id: Uuid,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    PresenceChanged {
+        user_id: Uuid,
+        presence: String,
+        at: DateTime<Utc>,
+    },
+}
+
+/// Queues `event` for delivery when the current transaction commits.
+pub async fn publish(conn: &mut PgConnection, event: &Event) -> sqlx::Result<()> {
+    let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query("select pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(payload)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// This process's fan-out of the events it hears from PostgreSQL.
+#[derive(Clone)]
+pub struct EventBus {
+    sender: broadcast::Sender<Event>,
+}
+
+impl EventBus {
+    /// Starts listening and spawns the task that forwards notifications. Returns once the
+    /// LISTEN is in place, so no event committed after this returns can be missed.
+    pub async fn start(pool: &PgPool) -> sqlx::Result<Self> {
+        let (sender, _) = broadcast::channel(1024);
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen(CHANNEL).await?;
+        let bus = Self { sender };
+        let forward = bus.sender.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(notification) => match serde_json::from_str::<Event>(notification.payload())
+                    {
+                        Ok(event) => {
+                            // No receivers is normal when nobody is subscribed.
+                            let _ = forward.send(event);
+                        }
+                        Err(err) => tracing::warn!(error = %err, "ignoring a malformed event"),
+                    },
+                    Err(err) => {
+                        // PgListener reconnects on the next recv; pause so an outage is not a spin.
+                        tracing::warn!(error = %err, "event listener lost its connection; retrying");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(bus)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.sender.subscribe()
+    }
+}

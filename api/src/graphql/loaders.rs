@@ -1,0 +1,94 @@
+//! DataLoaders: associations are fetched in one query per batch, never one per parent.
+//! A loader belongs to one request (or one WebSocket connection) and one company; each batch
+//! runs in its own tenant transaction.
+
+use std::collections::HashMap;
+
+use async_graphql::dataloader::Loader;
+use uuid::Uuid;
+
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::teams::store::TeamRow;
+use crate::users::store::UserRow;
+
+pub struct TenantLoader {
+    pub db: Db,
+    pub company_id: Uuid,
+}
+
+/// Key: a user by id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UserById(pub Uuid);
+
+/// Key: the members of a team.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MembersOfTeam(pub Uuid);
+
+/// Key: the teams of a user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TeamsOfUser(pub Uuid);
+
+impl Loader<UserById> for TenantLoader {
+    type Value = UserRow;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[UserById]) -> Result<HashMap<UserById, UserRow>, ApiError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let mut tx = self.db.tenant(self.company_id).await?;
+        let rows = crate::users::store::by_ids(&mut tx, &ids).await?;
+        tx.commit().await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (UserById(row.id), row))
+            .collect())
+    }
+}
+
+impl Loader<MembersOfTeam> for TenantLoader {
+    type Value = Vec<UserRow>;
+    type Error = ApiError;
+
+    async fn load(
+        &self,
+        keys: &[MembersOfTeam],
+    ) -> Result<HashMap<MembersOfTeam, Vec<UserRow>>, ApiError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let mut tx = self.db.tenant(self.company_id).await?;
+        let rows = crate::teams::store::members_of(&mut tx, &ids).await?;
+        tx.commit().await?;
+        let mut grouped: HashMap<MembersOfTeam, Vec<UserRow>> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        for membership in rows {
+            grouped
+                .entry(MembersOfTeam(membership.key))
+                .or_default()
+                .push(membership.row);
+        }
+        Ok(grouped)
+    }
+}
+
+impl Loader<TeamsOfUser> for TenantLoader {
+    type Value = Vec<TeamRow>;
+    type Error = ApiError;
+
+    async fn load(
+        &self,
+        keys: &[TeamsOfUser],
+    ) -> Result<HashMap<TeamsOfUser, Vec<TeamRow>>, ApiError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let mut tx = self.db.tenant(self.company_id).await?;
+        let rows = crate::teams::store::teams_of(&mut tx, &ids).await?;
+        tx.commit().await?;
+        let mut grouped: HashMap<TeamsOfUser, Vec<TeamRow>> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        for membership in rows {
+            grouped
+                .entry(TeamsOfUser(membership.key))
+                .or_default()
+                .push(membership.row);
+        }
+        Ok(grouped)
+    }
+}

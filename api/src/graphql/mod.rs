@@ -1,0 +1,115 @@
+//! The GraphQL schema root and the helpers every resolver uses.
+//!
+//! Each feature contributes its own `…Query`, `…Mutation` (and `…Subscription`) objects from
+//! its `graphql.rs`; they are merged here. Resolvers return `Result<T, ApiError>` so error
+//! codes reach `extensions.code` (see `error.rs`).
+
+pub mod connection;
+pub mod loaders;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder, ID};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::{Actor, Auth};
+use crate::error::{ApiError, ApiResult};
+
+#[derive(MergedObject, Default)]
+pub struct Query(
+    crate::users::graphql::UsersQuery,
+    crate::teams::graphql::TeamsQuery,
+    crate::companies::graphql::CompanyQuery,
+    crate::auth::graphql::AuthQuery,
+    crate::audit::graphql::AuditQuery,
+);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(
+    crate::auth::graphql::AuthMutation,
+    crate::users::graphql::UsersMutation,
+    crate::teams::graphql::TeamsMutation,
+    crate::companies::graphql::CompanyMutation,
+);
+
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(crate::users::graphql::UsersSubscription);
+
+pub type ObrolSchema = Schema<Query, Mutation, Subscription>;
+
+/// Nesting deeper than this is refused before execution.
+pub const MAX_DEPTH: usize = 12;
+/// Each field costs 1 (lists multiply by their `first`); more than this is refused.
+pub const MAX_COMPLEXITY: usize = 2_000;
+
+pub fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+}
+
+pub fn build(state: AppState) -> ObrolSchema {
+    builder().data(state).finish()
+}
+
+/// The schema in SDL, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    builder().finish().sdl()
+}
+
+/// Request facts resolvers may need (for session records).
+#[derive(Clone, Debug, Default)]
+pub struct RequestMeta {
+    pub user_agent: Option<String>,
+}
+
+pub fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
+    ctx.data_unchecked::<AppState>()
+}
+
+pub fn actor<'a>(ctx: &Context<'a>) -> ApiResult<&'a Actor> {
+    match ctx.data_opt::<Auth>() {
+        Some(auth) => auth.actor(),
+        None => Auth::Anonymous.actor(),
+    }
+}
+
+pub fn user_agent<'a>(ctx: &Context<'a>) -> Option<&'a str> {
+    ctx.data_opt::<RequestMeta>()
+        .and_then(|meta| meta.user_agent.as_deref())
+}
+
+/// Parses a GraphQL `ID` that should name a `what`.
+pub fn parse_id(id: &ID, what: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(id.as_str())
+        .map_err(|_| ApiError::validation(format!("'{}' is not a valid {what} ID", id.as_str())))
+}
+
+/// The request's DataLoader (present whenever a caller is authenticated).
+pub fn loader<'a>(ctx: &Context<'a>) -> ApiResult<&'a DataLoader<loaders::TenantLoader>> {
+    actor(ctx)?;
+    ctx.data_opt::<DataLoader<loaders::TenantLoader>>()
+        .ok_or_else(|| ApiError::internal("resolving a field", "no DataLoader in the request"))
+}
+
+pub fn to_id(id: Uuid) -> ID {
+    ID(id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The committed contract must be what the code serves; regenerate with
+    /// `cargo run -p obrol-api -- schema > schema.graphql`.
+    #[test]
+    fn schema_graphql_matches_the_code() {
+        let committed = include_str!("../../../schema.graphql");
+        assert!(
+            committed == super::sdl(),
+            "schema.graphql is out of date: run `cargo run -p obrol-api -- schema > schema.graphql`"
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! Obrol knowledge service (ingestion, indexes, retrieval) — grows in the knowledge issue.

@@ -1,0 +1,445 @@
+//! Test harness for black-box tests: each test gets a fresh database (cloned in milliseconds
+//! from a migrated template) on one shared throw-away PostgreSQL cluster under `target/`, and
+//! starts the real `obrol` binary on a free port against it, then talks GraphQL over HTTP and
+//! WebSocket like any client.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use futures_util::{SinkExt, StreamExt};
+use obrol_api::db::embedded::{Durability, EmbeddedCluster};
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Where the shared test cluster lives.
+pub fn cluster_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("obrol-test-pg")
+}
+
+/// The `obrol` binary built next to this test binary (target/debug/obrol).
+pub fn obrol_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("OBROL_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target profile dir");
+    profile_dir.join("obrol")
+}
+
+fn template_name() -> String {
+    let mut checksum = Vec::new();
+    for migration in obrol_api::db::MIGRATOR.iter() {
+        checksum.extend_from_slice(&migration.checksum);
+    }
+    let digest = sha_hex(&checksum);
+    format!("obrol_template_{}", &digest[..16])
+}
+
+fn sha_hex(bytes: &[u8]) -> String {
+    // A tiny FNV-1a is enough to tell migration sets apart; collisions only cost a rebuild.
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for byte in bytes {
+        hash ^= *byte as u64;
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    format!("{hash:016x}{:016x}", bytes.len())
+}
+
+/// Starts (once, across all test processes) the shared cluster and the migrated template.
+fn shared_cluster() -> anyhow::Result<EmbeddedCluster> {
+    let dir = cluster_dir();
+    std::fs::create_dir_all(&dir)?;
+    let lock = std::fs::File::create(dir.with_extension("lock"))?;
+    lock.lock()?;
+    let cluster = EmbeddedCluster::ensure_running(&dir, None, Durability::Throwaway)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut admin = PgConnection::connect_with(&cluster.connect_options("postgres")).await?;
+        let template = template_name();
+        let exists: bool =
+            sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+                .bind(&template)
+                .fetch_one(&mut admin)
+                .await?;
+        if !exists {
+            let building = format!("{template}_building");
+            sqlx::query(&format!("drop database if exists {building}"))
+                .execute(&mut admin)
+                .await?;
+            sqlx::query(&format!("create database {building}"))
+                .execute(&mut admin)
+                .await?;
+            obrol_api::db::migrate(&cluster.connect_options(&building)).await?;
+            sqlx::query(&format!("alter database {building} rename to {template}"))
+                .execute(&mut admin)
+                .await?;
+        }
+        admin.close().await?;
+        anyhow::Ok(())
+    })?;
+    drop(lock);
+    Ok(cluster)
+}
+
+/// A fresh database for one test.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    cluster: EmbeddedCluster,
+}
+
+impl TestDatabase {
+    pub async fn create() -> anyhow::Result<Self> {
+        let cluster = tokio::task::spawn_blocking(shared_cluster).await??;
+        let name = format!("t_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = PgConnection::connect_with(&cluster.connect_options("postgres")).await?;
+        sqlx::query(&format!(
+            "create database {name} template {}",
+            template_name()
+        ))
+        .execute(&mut admin)
+        .await?;
+        admin.close().await?;
+        Ok(Self {
+            url: cluster.url(&name),
+            name,
+            cluster,
+        })
+    }
+
+    /// A superuser connection to this database (bypasses RLS: for arranging and inspecting).
+    pub async fn superuser(&self) -> anyhow::Result<PgConnection> {
+        Ok(PgConnection::connect_with(&self.cluster.connect_options(&self.name)).await?)
+    }
+}
+
+/// A running `obrol serve` process.
+pub struct TestServer {
+    pub url: String,
+    pub child: Child,
+    pub stdout: Vec<String>,
+}
+
+impl TestServer {
+    /// Starts the binary with `env` and waits for its "listening on" line.
+    pub async fn start(env: &[(&str, String)]) -> anyhow::Result<Self> {
+        let mut command = Command::new(obrol_bin());
+        command
+            .arg("serve")
+            .env_remove("DATABASE_URL")
+            .env("OBROL_LISTEN", "127.0.0.1:0")
+            .env("OBROL_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", obrol_bin().display()))?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let mut seen = Vec::new();
+        let url = tokio::time::timeout(Duration::from_secs(90), async {
+            while let Some(line) = lines.next_line().await? {
+                seen.push(line.clone());
+                if let Some(url) = line.strip_prefix("obrol listening on ") {
+                    return anyhow::Ok(url.trim().to_string());
+                }
+            }
+            bail!("obrol exited before listening; it printed: {seen:?}")
+        })
+        .await
+        .context("obrol did not start within 90 s")??;
+        // Keep reading so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
+            url,
+            child,
+            stdout: seen,
+        })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+/// One test's server and database.
+pub struct TestApp {
+    pub server: TestServer,
+    pub db: TestDatabase,
+    pub secret_key: String,
+    pub http: reqwest::Client,
+    _data_dir: TempDir,
+}
+
+/// A user signed up or logged in during a test.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub token: String,
+    pub user_id: String,
+    pub company_id: String,
+    pub email: String,
+    pub password: String,
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    pub async fn spawn_with(extra_env: &[(&str, String)]) -> Self {
+        let db = TestDatabase::create().await.expect("test database");
+        let secret_key = hex_key();
+        Self::start_on(db, secret_key, extra_env).await
+    }
+
+    async fn start_on(db: TestDatabase, secret_key: String, extra_env: &[(&str, String)]) -> Self {
+        let data_dir = TempDir::new();
+        let mut env = vec![
+            ("DATABASE_URL", db.url.clone()),
+            ("OBROL_SECRET_KEY", secret_key.clone()),
+            ("OBROL_DATA_DIR", data_dir.path.display().to_string()),
+        ];
+        env.extend(extra_env.iter().cloned());
+        let server = TestServer::start(&env).await.expect("obrol server");
+        Self {
+            server,
+            db,
+            secret_key,
+            http: reqwest::Client::new(),
+            _data_dir: data_dir,
+        }
+    }
+
+    /// A second `obrol` process on the same database (as a second API node would be).
+    pub async fn second_node(&self) -> TestServer {
+        let data_dir = TempDir::new();
+        let env = vec![
+            ("DATABASE_URL", self.db.url.clone()),
+            ("OBROL_SECRET_KEY", self.secret_key.clone()),
+            ("OBROL_DATA_DIR", data_dir.path.display().to_string()),
+        ];
+        let server = TestServer::start(&env).await.expect("second obrol node");
+        std::mem::forget(data_dir);
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.url)
+    }
+
+    /// Posts a GraphQL request and returns the whole JSON response.
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        gql_at(&self.http, &self.server.url, token, query, variables).await
+    }
+
+    /// Posts a GraphQL request that must succeed; returns `data`.
+    pub async fn gql_ok(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let response = self.gql(token, query, variables).await;
+        assert!(
+            response.get("errors").is_none(),
+            "unexpected errors: {response:#}"
+        );
+        response["data"].clone()
+    }
+
+    pub async fn sign_up(&self, company: &str) -> Session {
+        let email = format!("admin-{}@example.com", uuid::Uuid::now_v7().simple());
+        let data = self
+            .gql_ok(
+                None,
+                "mutation($input: SignUpInput!) { signUp(input: $input) { token user { id company { id } } } }",
+                json!({ "input": { "companyName": company, "name": format!("{company} Admin"), "email": email, "password": PASSWORD } }),
+            )
+            .await;
+        Session {
+            token: data["signUp"]["token"].as_str().unwrap().to_string(),
+            user_id: data["signUp"]["user"]["id"].as_str().unwrap().to_string(),
+            company_id: data["signUp"]["user"]["company"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            email,
+            password: PASSWORD.to_string(),
+        }
+    }
+
+    /// Invites a user with `role` and accepts the invitation; returns their session.
+    pub async fn add_user(&self, admin: &Session, role: &str) -> Session {
+        let email = format!(
+            "{}-{}@example.com",
+            role.to_lowercase(),
+            uuid::Uuid::now_v7().simple()
+        );
+        let data = self
+            .gql_ok(
+                Some(&admin.token),
+                "mutation($input: InviteUserInput!) { inviteUser(input: $input) { token user { id } } }",
+                json!({ "input": { "email": email, "name": format!("A {role}"), "role": role } }),
+            )
+            .await;
+        let invite_token = data["inviteUser"]["token"].as_str().unwrap().to_string();
+        let data = self
+            .gql_ok(
+                None,
+                "mutation($input: AcceptInviteInput!) { acceptInvite(input: $input) { token user { id } } }",
+                json!({ "input": { "token": invite_token, "password": PASSWORD } }),
+            )
+            .await;
+        Session {
+            token: data["acceptInvite"]["token"].as_str().unwrap().to_string(),
+            user_id: data["acceptInvite"]["user"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            company_id: admin.company_id.clone(),
+            email,
+            password: PASSWORD.to_string(),
+        }
+    }
+}
+
+pub async fn gql_at(
+    http: &reqwest::Client,
+    base: &str,
+    token: Option<&str>,
+    query: &str,
+    variables: Value,
+) -> Value {
+    let mut request = http
+        .post(format!("{base}/graphql"))
+        .json(&json!({ "query": query, "variables": variables }));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("HTTP request");
+    response.json().await.expect("JSON response")
+}
+
+/// The `extensions.code` of the first error, if any.
+pub fn error_code(response: &Value) -> Option<&str> {
+    response["errors"][0]["extensions"]["code"].as_str()
+}
+
+pub fn hex_key() -> String {
+    uuid::Uuid::new_v4().simple().to_string() + &uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A directory removed when dropped.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path =
+            std::env::temp_dir().join(format!("obrol-test-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&path).expect("temp dir");
+        Self { path }
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A graphql-ws (graphql-transport-ws) client for subscriptions.
+pub struct Subscription {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Subscription {
+    /// Connects, authenticates with `token` in `connection_init`, and subscribes to `query`.
+    /// Fails if the server does not acknowledge the connection.
+    pub async fn start(base_url: &str, token: Option<&str>, query: &str) -> anyhow::Result<Self> {
+        let ws_url = format!("{}/graphql/ws", base_url.replacen("http", "ws", 1));
+        let mut request = ws_url.into_client_request()?;
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+        let payload = match token {
+            Some(token) => json!({ "token": token }),
+            None => json!({}),
+        };
+        socket
+            .send(Message::text(
+                json!({ "type": "connection_init", "payload": payload }).to_string(),
+            ))
+            .await?;
+        let ack = next_json(&mut socket, Duration::from_secs(10)).await?;
+        if ack["type"] != "connection_ack" {
+            bail!("connection not acknowledged: {ack}");
+        }
+        socket
+            .send(Message::text(
+                json!({ "id": "1", "type": "subscribe", "payload": { "query": query } })
+                    .to_string(),
+            ))
+            .await?;
+        Ok(Self { socket })
+    }
+
+    /// The next message for the subscription (`next`, `error` or `complete`), within `wait`.
+    pub async fn next(&mut self, wait: Duration) -> anyhow::Result<Value> {
+        loop {
+            let message = next_json(&mut self.socket, wait).await?;
+            if message["type"] == "ping" {
+                self.socket
+                    .send(Message::text(json!({ "type": "pong" }).to_string()))
+                    .await?;
+                continue;
+            }
+            return Ok(message);
+        }
+    }
+}
+
+async fn next_json(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    wait: Duration,
+) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .context("no message within the deadline")?
+            .ok_or_else(|| anyhow!("socket closed"))??;
+        match message {
+            Message::Text(text) => return Ok(serde_json::from_str(&text)?),
+            Message::Close(frame) => bail!("socket closed: {frame:?}"),
+            _ => continue,
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Black-box tests of the real `obrol` binary: one test binary, one module per area.
+
+mod auth;
