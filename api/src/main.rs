@@ -77,12 +77,12 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = App::build(config).await?;
     let url = format!("http://{}", app.address);
-    // Tests and scripts read this line to learn the address.
-    println!("obrol listening on {url}");
-    println!("GraphQL API and GraphiQL: {url}/graphql");
     if let Some(demo) = &app.demo {
         println!("demo login: {} / {}", demo.email, demo.password);
     }
+    // Tests and scripts read this line to learn the address; it comes last.
+    println!("GraphQL API and GraphiQL: {url}/graphql");
+    println!("obrol listening on {url}");
     app.serve().await
 }
 

@@ -39,7 +39,7 @@ pub type ObrolSchema = Schema<Query, Mutation, Subscription>;
 
 /// Nesting deeper than this is refused before execution.
 pub const MAX_DEPTH: usize = 12;
-/// Each field costs 1 (lists multiply by their `first`); more than this is refused.
+/// Each selected field costs 1; a query costing more than this is refused.
 pub const MAX_COMPLEXITY: usize = 2_000;
 
 pub fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {

@@ -1,0 +1,80 @@
+//! The HTTP surface: GraphiQL, limits, health, readiness, metrics, pagination errors.
+
+use obrol_tests::{error_code, TestApp};
+use serde_json::json;
+
+#[tokio::test]
+async fn graphiql_is_served_on_get_and_introspection_works() {
+    let app = TestApp::spawn().await;
+
+    let page = app.http.get(app.url("/graphql")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.to_lowercase().contains("graphiql"));
+
+    let data = app.gql_ok(None, "{ __schema { queryType { name } mutationType { name } subscriptionType { name } } }", json!({})).await;
+    assert_eq!(data["__schema"]["queryType"]["name"], "Query");
+    assert_eq!(data["__schema"]["subscriptionType"]["name"], "Subscription");
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer() {
+    let app = TestApp::spawn().await;
+
+    assert_eq!(app.http.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(app.http.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+    app.gql(None, "{ __typename }", json!({})).await;
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("obrol_http_requests_total{path=\"/graphql\",status=\"200\"}"), "{metrics}");
+    assert!(metrics.contains("obrol_db_pool_connections"));
+}
+
+#[tokio::test]
+async fn a_query_nested_too_deep_is_refused_before_it_runs() {
+    let app = TestApp::spawn().await;
+    let admin = app.sign_up("Acme").await;
+    let mut query = String::from("name");
+    for _ in 0..8 {
+        query = format!("teams {{ members {{ {query} }} }}");
+    }
+
+    let response = app.gql(Some(&admin.token), &format!("{{ me {{ {query} }} }}"), json!({})).await;
+
+    assert!(response["data"].is_null());
+    assert!(response["errors"][0]["message"].as_str().unwrap().contains("nested too deep"), "{response}");
+}
+
+#[tokio::test]
+async fn an_oversized_request_body_is_refused() {
+    let app = TestApp::spawn().await;
+    let padding = "x".repeat(2 * 1024 * 1024);
+
+    let response = app
+        .http
+        .post(app.url("/graphql"))
+        .header("content-type", "application/json")
+        .body(format!("{{\"query\":\"{{ __typename }}\",\"variables\":{{\"pad\":\"{padding}\"}}}}"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 413);
+}
+
+#[tokio::test]
+async fn bad_ids_and_cursors_are_validation_errors_and_unknown_ids_not_found() {
+    let app = TestApp::spawn().await;
+    let admin = app.sign_up("Acme").await;
+
+    let bad_id = app.gql(Some(&admin.token), "{ user(id: \"nope\") { id } }", json!({})).await;
+    let unknown = app
+        .gql(Some(&admin.token), "{ user(id: \"01939d1f-0000-7000-8000-000000000000\") { id } }", json!({}))
+        .await;
+    let bad_cursor = app.gql(Some(&admin.token), "{ users(first: 2, after: \"garbage\") { totalCount } }", json!({})).await;
+    let too_many = app.gql(Some(&admin.token), "{ users(first: 1000) { totalCount } }", json!({})).await;
+
+    assert_eq!(error_code(&bad_id), Some("VALIDATION"));
+    assert_eq!(error_code(&unknown), Some("NOT_FOUND"));
+    assert_eq!(error_code(&bad_cursor), Some("VALIDATION"));
+    assert_eq!(error_code(&too_many), Some("VALIDATION"));
+}
