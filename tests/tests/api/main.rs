@@ -1,3 +1,6 @@
 //! Black-box tests of the real `obrol` binary: one test binary, one module per area.
 
 mod auth;
+mod embedded;
+mod gateway;
+mod realtime;
