@@ -272,8 +272,10 @@ create function auth_login_company(p_email text) returns uuid
 create function auth_invite_company(p_token_hash bytea) returns uuid
     language sql stable security definer set search_path = public
     as $$
-        select company_id from invites
-        where token_hash = p_token_hash and accepted_at is null and expires_at > now()
+        select i.company_id from invites i
+        join users u on u.id = i.user_id
+        where i.token_hash = p_token_hash and i.accepted_at is null and i.expires_at > now()
+          and u.status = 'INVITED'
     $$;
 
 create function auth_email_taken(p_email text) returns boolean

@@ -234,3 +234,14 @@ pub async fn revoke_all_sessions(conn: &mut PgConnection, user_id: Uuid) -> sqlx
         .await?;
     Ok(())
 }
+
+/// Revokes every API key `user_id` created (when that user is deactivated).
+pub async fn revoke_api_keys_of(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "update api_keys set revoked_at = now() where created_by = $1 and revoked_at is null",
+    )
+    .bind(user_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -19,7 +19,7 @@ pub enum UserStatus {
     /// Invited; has not set a password yet.
     Invited,
     Active,
-    /// Can no longer log in; their sessions and API keys stopped working.
+    /// Can no longer log in; their sessions and the API keys they created were revoked.
     Deactivated,
 }
 
@@ -186,6 +186,7 @@ pub async fn change_role(
 ) -> ApiResult<UserRow> {
     actor.require(Role::Admin, ApiScope::UsersWrite)?;
     let mut tx = state.db.tenant(actor.company_id).await?;
+    store::lock_roster(&mut tx).await?;
     let user = store::lock(&mut tx, user_id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
@@ -210,13 +211,15 @@ pub async fn change_role(
     Ok(updated)
 }
 
-/// Deactivates a user: they cannot log in, and their sessions are revoked at once.
+/// Deactivates a user: they cannot log in, their sessions and the API keys they created are
+/// revoked at once (reactivation does not bring those back), and an open invitation dies.
 pub async fn deactivate(state: &AppState, actor: &Actor, user_id: Uuid) -> ApiResult<UserRow> {
     actor.require(Role::Admin, ApiScope::UsersWrite)?;
     if user_id == actor.user_id() {
         return Err(ApiError::conflict("you cannot deactivate yourself"));
     }
     let mut tx = state.db.tenant(actor.company_id).await?;
+    store::lock_roster(&mut tx).await?;
     let user = store::lock(&mut tx, user_id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
@@ -233,6 +236,7 @@ pub async fn deactivate(state: &AppState, actor: &Actor, user_id: Uuid) -> ApiRe
     }
     let updated = store::set_status(&mut tx, user_id, "DEACTIVATED").await?;
     crate::auth::store::revoke_all_sessions(&mut tx, user_id).await?;
+    crate::auth::store::revoke_api_keys_of(&mut tx, user_id).await?;
     audit::record(
         &mut tx,
         actor,
@@ -243,7 +247,8 @@ pub async fn deactivate(state: &AppState, actor: &Actor, user_id: Uuid) -> ApiRe
     Ok(updated)
 }
 
-/// Lets a deactivated user log in again (an invited one stays invited).
+/// Lets a deactivated user log in again. One who never set a password goes back to
+/// INVITED (their old invitation stays void: an Admin sends a new one).
 pub async fn reactivate(state: &AppState, actor: &Actor, user_id: Uuid) -> ApiResult<UserRow> {
     actor.require(Role::Admin, ApiScope::UsersWrite)?;
     let mut tx = state.db.tenant(actor.company_id).await?;
@@ -253,7 +258,9 @@ pub async fn reactivate(state: &AppState, actor: &Actor, user_id: Uuid) -> ApiRe
     if user.status != "DEACTIVATED" {
         return Ok(user);
     }
-    let updated = store::set_status(&mut tx, user_id, "ACTIVE").await?;
+    let has_password = store::password_hash(&mut tx, user_id).await?.is_some();
+    let status = if has_password { "ACTIVE" } else { "INVITED" };
+    let updated = store::set_status(&mut tx, user_id, status).await?;
     audit::record(
         &mut tx,
         actor,

@@ -120,6 +120,16 @@ pub async fn active_admin_count(conn: &mut PgConnection) -> sqlx::Result<i64> {
         .await
 }
 
+/// Serialises changes to who the company's Admins are (role changes, deactivations): two
+/// Admins demoting each other at once must not leave the company with none. Locks the
+/// company's row until the transaction ends.
+pub async fn lock_roster(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("select 1 from companies where id = app_company_id() for update")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Locks the user's row for the rest of the transaction and returns it.
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<UserRow>> {
     sqlx::query_as(concat!(
@@ -225,9 +235,11 @@ pub async fn accept_invite(
     token_hash: &[u8],
 ) -> sqlx::Result<Option<Uuid>> {
     sqlx::query_scalar(
-        "update invites set accepted_at = now()
-         where token_hash = $1 and accepted_at is null and expires_at > now()
-         returning user_id",
+        "update invites i set accepted_at = now()
+         from users u
+         where i.token_hash = $1 and i.accepted_at is null and i.expires_at > now()
+           and u.id = i.user_id and u.status = 'INVITED'
+         returning i.user_id",
     )
     .bind(token_hash)
     .fetch_optional(conn)

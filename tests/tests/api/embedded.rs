@@ -36,8 +36,14 @@ async fn log_in(server: &TestServer, email: &str, password: &str) -> serde_json:
 
 async fn terminate(server: &mut TestServer) {
     let pid = server.pid().expect("running server").to_string();
-    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(60), server.child.wait()).await.unwrap().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), server.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "obrol exited with {status}");
 }
 
@@ -48,12 +54,20 @@ async fn a_new_user_gets_a_working_server_and_demo_login_from_nothing() {
 
     let (email, password) = demo_credentials(&server);
     let login = log_in(&server, &email, &password).await;
-    assert_eq!(login["data"]["logIn"]["user"]["company"]["name"], "Demo Company", "{login}");
-    let graphiql = reqwest::get(format!("{}/graphql", server.url)).await.unwrap();
+    assert_eq!(
+        login["data"]["logIn"]["user"]["company"]["name"], "Demo Company",
+        "{login}"
+    );
+    let graphiql = reqwest::get(format!("{}/graphql", server.url))
+        .await
+        .unwrap();
     assert_eq!(graphiql.status(), 200);
 
     terminate(&mut server).await;
-    assert!(!dir.path.join("pg/postmaster.pid").exists(), "the cluster was left running after SIGTERM");
+    assert!(
+        !dir.path.join("pg/postmaster.pid").exists(),
+        "the cluster was left running after SIGTERM"
+    );
 
     // The next start finds the same data: the same demo login works.
     let mut again = TestServer::start(&embedded_env(&dir.path)).await.unwrap();
@@ -81,7 +95,11 @@ async fn a_crashed_run_does_not_prevent_the_next_start() {
         child.wait().unwrap();
         pid
     };
-    std::fs::write(dir.path.join("pg/postmaster.pid"), format!("{dead_pid}\n/x\n0\n5432\n/tmp\n")).unwrap();
+    std::fs::write(
+        dir.path.join("pg/postmaster.pid"),
+        format!("{dead_pid}\n/x\n0\n5432\n/tmp\n"),
+    )
+    .unwrap();
     let mut third = TestServer::start(&embedded_env(&dir.path)).await.unwrap();
     assert!(log_in(&third, &email, &password).await["errors"].is_null());
     terminate(&mut third).await;

@@ -12,7 +12,13 @@ async fn graphiql_is_served_on_get_and_introspection_works() {
     let html = page.text().await.unwrap();
     assert!(html.to_lowercase().contains("graphiql"));
 
-    let data = app.gql_ok(None, "{ __schema { queryType { name } mutationType { name } subscriptionType { name } } }", json!({})).await;
+    let data = app
+        .gql_ok(
+            None,
+            "{ __schema { queryType { name } mutationType { name } subscriptionType { name } } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(data["__schema"]["queryType"]["name"], "Query");
     assert_eq!(data["__schema"]["subscriptionType"]["name"], "Subscription");
 }
@@ -21,11 +27,38 @@ async fn graphiql_is_served_on_get_and_introspection_works() {
 async fn health_readiness_and_metrics_answer() {
     let app = TestApp::spawn().await;
 
-    assert_eq!(app.http.get(app.url("/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(app.http.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     app.gql(None, "{ __typename }", json!({})).await;
-    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("obrol_http_requests_total{path=\"/graphql\",status=\"200\"}"), "{metrics}");
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("obrol_http_requests_total{path=\"/graphql\",status=\"200\"}"),
+        "{metrics}"
+    );
     assert!(metrics.contains("obrol_db_pool_connections"));
 }
 
@@ -38,10 +71,22 @@ async fn a_query_nested_too_deep_is_refused_before_it_runs() {
         query = format!("teams {{ members {{ {query} }} }}");
     }
 
-    let response = app.gql(Some(&admin.token), &format!("{{ me {{ {query} }} }}"), json!({})).await;
+    let response = app
+        .gql(
+            Some(&admin.token),
+            &format!("{{ me {{ {query} }} }}"),
+            json!({}),
+        )
+        .await;
 
     assert!(response["data"].is_null());
-    assert!(response["errors"][0]["message"].as_str().unwrap().contains("nested too deep"), "{response}");
+    assert!(
+        response["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nested too deep"),
+        "{response}"
+    );
 }
 
 #[tokio::test]
@@ -53,7 +98,9 @@ async fn an_oversized_request_body_is_refused() {
         .http
         .post(app.url("/graphql"))
         .header("content-type", "application/json")
-        .body(format!("{{\"query\":\"{{ __typename }}\",\"variables\":{{\"pad\":\"{padding}\"}}}}"))
+        .body(format!(
+            "{{\"query\":\"{{ __typename }}\",\"variables\":{{\"pad\":\"{padding}\"}}}}"
+        ))
         .send()
         .await
         .unwrap();
@@ -66,12 +113,34 @@ async fn bad_ids_and_cursors_are_validation_errors_and_unknown_ids_not_found() {
     let app = TestApp::spawn().await;
     let admin = app.sign_up("Acme").await;
 
-    let bad_id = app.gql(Some(&admin.token), "{ user(id: \"nope\") { id } }", json!({})).await;
-    let unknown = app
-        .gql(Some(&admin.token), "{ user(id: \"01939d1f-0000-7000-8000-000000000000\") { id } }", json!({}))
+    let bad_id = app
+        .gql(
+            Some(&admin.token),
+            "{ user(id: \"nope\") { id } }",
+            json!({}),
+        )
         .await;
-    let bad_cursor = app.gql(Some(&admin.token), "{ users(first: 2, after: \"garbage\") { totalCount } }", json!({})).await;
-    let too_many = app.gql(Some(&admin.token), "{ users(first: 1000) { totalCount } }", json!({})).await;
+    let unknown = app
+        .gql(
+            Some(&admin.token),
+            "{ user(id: \"01939d1f-0000-7000-8000-000000000000\") { id } }",
+            json!({}),
+        )
+        .await;
+    let bad_cursor = app
+        .gql(
+            Some(&admin.token),
+            "{ users(first: 2, after: \"garbage\") { totalCount } }",
+            json!({}),
+        )
+        .await;
+    let too_many = app
+        .gql(
+            Some(&admin.token),
+            "{ users(first: 1000) { totalCount } }",
+            json!({}),
+        )
+        .await;
 
     assert_eq!(error_code(&bad_id), Some("VALIDATION"));
     assert_eq!(error_code(&unknown), Some("NOT_FOUND"));

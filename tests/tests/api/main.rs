@@ -3,4 +3,6 @@
 mod auth;
 mod embedded;
 mod gateway;
+mod isolation;
+mod people;
 mod realtime;

@@ -10,16 +10,32 @@ const SET_PRESENCE: &str = "mutation($p: Presence!) { setPresence(presence: $p) 
 
 /// Changes `token`'s presence on `node` until `subscription` reports a change (the first
 /// change may race the subscription being set up), and returns that report.
-async fn presence_until_heard(app: &TestApp, node: &str, token: &str, subscription: &mut Subscription) -> serde_json::Value {
+async fn presence_until_heard(
+    app: &TestApp,
+    node: &str,
+    token: &str,
+    subscription: &mut Subscription,
+) -> serde_json::Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut presence = "ONLINE";
     while tokio::time::Instant::now() < deadline {
-        let data = obrol_tests::gql_at(&app.http, node, Some(token), SET_PRESENCE, json!({ "p": presence })).await;
+        let data = obrol_tests::gql_at(
+            &app.http,
+            node,
+            Some(token),
+            SET_PRESENCE,
+            json!({ "p": presence }),
+        )
+        .await;
         assert!(data["errors"].is_null(), "{data}");
         if let Ok(message) = subscription.next(Duration::from_millis(500)).await {
             return message;
         }
-        presence = if presence == "ONLINE" { "AWAY" } else { "ONLINE" };
+        presence = if presence == "ONLINE" {
+            "AWAY"
+        } else {
+            "ONLINE"
+        };
     }
     panic!("no presence event arrived within 20 s");
 }
@@ -31,7 +47,9 @@ async fn a_presence_change_on_one_node_reaches_a_subscriber_on_another() {
     let admin = app.sign_up("Acme").await;
     let staff = app.add_user(&admin, "STAFF").await;
 
-    let mut on_b = Subscription::start(&node_b.url, Some(&admin.token), PRESENCE).await.unwrap();
+    let mut on_b = Subscription::start(&node_b.url, Some(&admin.token), PRESENCE)
+        .await
+        .unwrap();
     let message = presence_until_heard(&app, &app.server.url, &staff.token, &mut on_b).await;
 
     assert_eq!(message["type"], "next", "{message}");
@@ -48,14 +66,22 @@ async fn subscribers_hear_only_their_own_company() {
     let acme = app.sign_up("Acme").await;
     let globex = app.sign_up("Globex").await;
 
-    let mut globex_listener = Subscription::start(&node_b.url, Some(&globex.token), PRESENCE).await.unwrap();
-    let mut acme_listener = Subscription::start(&node_b.url, Some(&acme.token), PRESENCE).await.unwrap();
+    let mut globex_listener = Subscription::start(&node_b.url, Some(&globex.token), PRESENCE)
+        .await
+        .unwrap();
+    let mut acme_listener = Subscription::start(&node_b.url, Some(&acme.token), PRESENCE)
+        .await
+        .unwrap();
     // Acme's change reaches Acme's subscriber...
     presence_until_heard(&app, &app.server.url, &acme.token, &mut acme_listener).await;
     // ...and the first thing Globex's subscriber hears is Globex's own change, not Acme's.
-    let heard = presence_until_heard(&app, &app.server.url, &globex.token, &mut globex_listener).await;
+    let heard =
+        presence_until_heard(&app, &app.server.url, &globex.token, &mut globex_listener).await;
 
-    assert_eq!(heard["payload"]["data"]["presenceChanged"]["userId"], globex.user_id.as_str());
+    assert_eq!(
+        heard["payload"]["data"]["presenceChanged"]["userId"],
+        globex.user_id.as_str()
+    );
 }
 
 #[tokio::test]
@@ -65,9 +91,14 @@ async fn a_subscription_needs_a_valid_token() {
     let rejected = Subscription::start(&app.server.url, Some("obs_forged"), PRESENCE).await;
     assert!(rejected.is_err(), "a forged token was acknowledged");
 
-    let mut anonymous = Subscription::start(&app.server.url, None, PRESENCE).await.unwrap();
+    let mut anonymous = Subscription::start(&app.server.url, None, PRESENCE)
+        .await
+        .unwrap();
     let message = anonymous.next(Duration::from_secs(10)).await.unwrap();
     // The subscription field fails: graphql-ws delivers the field error in the payload.
     assert!(message["payload"]["data"].is_null(), "{message}");
-    assert_eq!(message["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    assert_eq!(
+        message["payload"]["errors"][0]["extensions"]["code"],
+        "UNAUTHENTICATED"
+    );
 }
