@@ -3,13 +3,14 @@
 //! listener, and binds the HTTP listener, so a caller learns the real address before serving.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_graphql::dataloader::{DataLoader, NoCache};
-use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::Data;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::extract::{MatchedPath, Request, State, WebSocketUpgrade};
@@ -48,6 +49,7 @@ struct HttpState {
     app: AppState,
     schema: ObrolSchema,
     metrics: PrometheusHandle,
+    graphiql_assets: Option<PathBuf>,
 }
 
 pub struct App {
@@ -151,6 +153,7 @@ impl App {
             app: state.clone(),
             schema: gql::build(state.clone()),
             metrics: metrics_handle()?,
+            graphiql_assets: crate::graphiql::locate(&state.config.graphiql_assets),
         };
         let router = router(http, state.config.max_body_bytes);
         let listener = TcpListener::bind(state.config.listen)
@@ -201,6 +204,9 @@ async fn shutdown_signal() {
 }
 
 fn router(http: HttpState, max_body_bytes: usize) -> Router {
+    let assets = Router::new()
+        .route("/graphiql/assets/{name}", get(crate::graphiql::asset))
+        .with_state(http.graphiql_assets.clone());
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route("/graphql/ws", get(graphql_ws))
@@ -208,8 +214,9 @@ fn router(http: HttpState, max_body_bytes: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
-        .layer(middleware::from_fn(track_requests))
         .with_state(http)
+        .merge(assets)
+        .layer(middleware::from_fn(track_requests))
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
@@ -256,14 +263,8 @@ async fn graphql(
     GraphQLResponse::from(http.schema.execute(request).await).into_response()
 }
 
-async fn graphiql() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .title("Obrol GraphQL")
-            .finish(),
-    )
+async fn graphiql(State(http): State<HttpState>) -> Html<String> {
+    crate::graphiql::page(http.graphiql_assets.as_deref())
 }
 
 /// graphql-ws (and the legacy subscriptions-transport-ws). The credential travels in the

@@ -25,6 +25,8 @@ pub struct Config {
     pub db_max_connections: u32,
     pub max_body_bytes: usize,
     pub log_json: bool,
+    /// node_modules holding GraphiQL and React for the IDE page (`OBROL_GRAPHIQL_ASSETS`).
+    pub graphiql_assets: PathBuf,
     /// Seed the demo company on first start of the embedded cluster (`OBROL_SEED_DEMO`).
     pub seed_demo: bool,
 }
@@ -50,6 +52,10 @@ impl Config {
             other => bail!("OBROL_LOG_FORMAT must be 'text' or 'json', not '{other}'"),
         };
         let seed_demo = parse_env("OBROL_SEED_DEMO", true)?;
+        let graphiql_assets = PathBuf::from(env_or(
+            "OBROL_GRAPHIQL_ASSETS",
+            "frontend/graphiql/node_modules",
+        ));
         Ok(Self {
             listen,
             database_url,
@@ -62,6 +68,7 @@ impl Config {
             max_body_bytes,
             log_json,
             seed_demo,
+            graphiql_assets,
         })
     }
 }

@@ -4,13 +4,39 @@ use obrol_tests::{error_code, TestApp};
 use serde_json::json;
 
 #[tokio::test]
-async fn graphiql_is_served_on_get_and_introspection_works() {
+async fn graphiql_is_served_from_local_assets_and_introspection_works() {
     let app = TestApp::spawn().await;
 
     let page = app.http.get(app.url("/graphql")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    assert!(html.to_lowercase().contains("graphiql"));
+    // No CDN: the page loads GraphiQL from this server (installed by scripts/bootstrap).
+    assert!(html.contains("/graphiql/assets/graphiql.js"), "{html}");
+    for (asset, content_type) in [
+        ("graphiql.js", "text/javascript"),
+        ("graphiql.css", "text/css"),
+        ("react.js", "text/javascript"),
+    ] {
+        let response = app
+            .http
+            .get(app.url(&format!("/graphiql/assets/{asset}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{asset}");
+        assert_eq!(response.headers()["content-type"], content_type);
+        assert!(
+            response.bytes().await.unwrap().len() > 5_000,
+            "{asset} is suspiciously small"
+        );
+    }
+    let outside = app
+        .http
+        .get(app.url("/graphiql/assets/..%2F..%2FCargo.toml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(outside.status(), 404);
 
     let data = app
         .gql_ok(
