@@ -37,8 +37,9 @@ pub struct Subscription(crate::users::graphql::UsersSubscription);
 
 pub type ObrolSchema = Schema<Query, Mutation, Subscription>;
 
-/// Nesting deeper than this is refused before execution.
-pub const MAX_DEPTH: usize = 12;
+/// Nesting deeper than this is refused before execution. Standard tools' introspection
+/// query (GraphiQL's, graphql-js's `getIntrospectionQuery`) nests about 15 levels.
+pub const MAX_DEPTH: usize = 20;
 /// Each selected field costs 1; a query costing more than this is refused.
 pub const MAX_COMPLEXITY: usize = 2_000;
 

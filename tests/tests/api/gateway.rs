@@ -93,7 +93,7 @@ async fn a_query_nested_too_deep_is_refused_before_it_runs() {
     let app = TestApp::spawn().await;
     let admin = app.sign_up("Acme").await;
     let mut query = String::from("name");
-    for _ in 0..8 {
+    for _ in 0..10 {
         query = format!("teams {{ members {{ {query} }} }}");
     }
 
@@ -172,4 +172,40 @@ async fn bad_ids_and_cursors_are_validation_errors_and_unknown_ids_not_found() {
     assert_eq!(error_code(&unknown), Some("NOT_FOUND"));
     assert_eq!(error_code(&bad_cursor), Some("VALIDATION"));
     assert_eq!(error_code(&too_many), Some("VALIDATION"));
+}
+
+/// graphql-js's `getIntrospectionQuery()` as GraphiQL and code generators send it.
+const STANDARD_INTROSPECTION: &str = "query IntrospectionQuery {
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) {
+    name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason
+  }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name
+    ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }
+}";
+
+#[tokio::test]
+async fn the_standard_introspection_query_of_graphql_tools_is_answered() {
+    let app = TestApp::spawn().await;
+
+    let data = app.gql_ok(None, STANDARD_INTROSPECTION, json!({})).await;
+
+    let types = data["__schema"]["types"].as_array().unwrap();
+    assert!(types.iter().any(|t| t["name"] == "User"));
+    assert!(types.iter().any(|t| t["name"] == "AuthPayload"));
 }
