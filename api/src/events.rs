@@ -68,6 +68,8 @@ impl EventBus {
                         }
                         Err(err) => tracing::warn!(error = %err, "ignoring a malformed event"),
                     },
+                    // The pool closes at shutdown: that is the end, not an outage.
+                    Err(sqlx::Error::PoolClosed) => break,
                     Err(err) => {
                         // PgListener reconnects on the next recv; pause so an outage is not a spin.
                         tracing::warn!(error = %err, "event listener lost its connection; retrying");
