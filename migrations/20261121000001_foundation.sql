@@ -228,15 +228,19 @@ grant select, insert on audit_events to obrol_app;
 
 -- Authentication look-ups that precede knowing the company. Each takes an exact key.
 
+-- plpgsql rather than sql: a security-definer SQL function cannot be inlined and would be
+-- planned again on every call; plpgsql keeps the plan for the session.
 create function auth_session(p_token_hash bytea)
 returns table (
-    session_id uuid, session_last_used_at timestamptz,
+    session_id uuid, session_last_used_at timestamptz, session_expires_at timestamptz,
     id uuid, company_id uuid, email text, name text, role text, status text, presence text,
     two_factor_enabled boolean, created_at timestamptz
 )
-    language sql stable security definer set search_path = public
+    language plpgsql stable security definer set search_path = public
     as $$
-        select s.id, s.last_used_at,
+    begin
+        return query
+        select s.id, s.last_used_at, s.expires_at,
                u.id, u.company_id, u.email, u.name, u.role, u.status, u.presence,
                u.totp_secret_sealed is not null, u.created_at
         from sessions s
@@ -244,7 +248,8 @@ returns table (
         where s.token_hash = p_token_hash
           and s.revoked_at is null
           and s.expires_at > now()
-          and u.status = 'ACTIVE'
+          and u.status = 'ACTIVE';
+    end
     $$;
 
 create function auth_api_key(p_key_hash bytea)
@@ -253,8 +258,10 @@ returns table (
     id uuid, company_id uuid, email text, name text, role text, status text, presence text,
     two_factor_enabled boolean, created_at timestamptz
 )
-    language sql stable security definer set search_path = public
+    language plpgsql stable security definer set search_path = public
     as $$
+    begin
+        return query
         select k.id, k.scopes, k.last_used_at,
                u.id, u.company_id, u.email, u.name, u.role, u.status, u.presence,
                u.totp_secret_sealed is not null, u.created_at
@@ -262,7 +269,8 @@ returns table (
         join users u on u.id = k.created_by
         where k.key_hash = p_key_hash
           and k.revoked_at is null
-          and u.status = 'ACTIVE'
+          and u.status = 'ACTIVE';
+    end
     $$;
 
 create function auth_login_company(p_email text) returns uuid
@@ -286,3 +294,47 @@ revoke all on function auth_session(bytea), auth_api_key(bytea), auth_login_comp
     auth_invite_company(bytea), auth_email_taken(text) from public;
 grant execute on function auth_session(bytea), auth_api_key(bytea), auth_login_company(text),
     auth_invite_company(bytea), auth_email_taken(text) to obrol_app;
+
+-- Credential-cache invalidation (see api/src/auth/cache.rs): every API node caches resolved
+-- session tokens and API keys for a few seconds, and forgets a user's entries when it hears
+-- their id on this channel. Triggers, not application code, send it, so no code path that
+-- changes a user, a session or an API key can forget to.
+
+create function notify_credentials_changed() returns trigger
+    language plpgsql
+    as $$
+    begin
+        -- One branch per table: a record only has its own table's fields.
+        if tg_table_name = 'users' then
+            perform pg_notify('obrol_credentials', new.id::text);
+        elsif tg_table_name = 'sessions' then
+            perform pg_notify('obrol_credentials', new.user_id::text);
+        else
+            perform pg_notify('obrol_credentials', new.created_by::text);
+        end if;
+        return null;
+    end
+    $$;
+
+create trigger users_credentials_changed
+    after update on users
+    for each row
+    when (old.role is distinct from new.role
+          or old.status is distinct from new.status
+          or old.presence is distinct from new.presence
+          or old.name is distinct from new.name
+          or old.email is distinct from new.email
+          or old.totp_secret_sealed is distinct from new.totp_secret_sealed)
+    execute function notify_credentials_changed();
+
+create trigger sessions_credentials_changed
+    after update on sessions
+    for each row
+    when (old.revoked_at is distinct from new.revoked_at or old.expires_at is distinct from new.expires_at)
+    execute function notify_credentials_changed();
+
+create trigger api_keys_credentials_changed
+    after update on api_keys
+    for each row
+    when (old.revoked_at is distinct from new.revoked_at or old.scopes is distinct from new.scopes)
+    execute function notify_credentials_changed();

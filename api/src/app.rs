@@ -25,6 +25,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 
+use crate::auth::cache::CredentialCache;
 use crate::auth::secrets::Sealer;
 use crate::auth::{authenticate, Auth};
 use crate::config::Config;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub sealer: Sealer,
     pub events: EventBus,
+    /// Resolved credentials, kept briefly (see `auth::cache`).
+    pub credentials: Arc<CredentialCache>,
 }
 
 #[derive(Clone)]
@@ -135,12 +138,14 @@ impl App {
             .context("migrating the database")?;
         let db = Db::connect(database.options.clone(), config.db_max_connections).await?;
         let sealer = secret_key(&config)?;
-        let events = EventBus::start(db.pool()).await?;
+        let credentials = Arc::new(CredentialCache::default());
+        let events = EventBus::start(db.pool(), credentials.clone()).await?;
         let state = AppState {
             db,
             config: Arc::new(config),
             sealer,
             events,
+            credentials,
         };
 
         let demo = if database.cluster.is_some() && state.config.seed_demo {
@@ -236,7 +241,9 @@ async fn graphql(
         None => Auth::Anonymous,
         Some(_) => match bearer_token(&headers) {
             None => Auth::Rejected,
-            Some(token) => match authenticate(&http.app.db, Some(token)).await {
+            Some(token) => match authenticate(&http.app.db, &http.app.credentials, Some(token))
+                .await
+            {
                 Ok(auth) => auth,
                 Err(err) => {
                     let response = async_graphql::Response::from_errors(vec![
@@ -275,6 +282,7 @@ async fn graphql_ws(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let db = http.app.db.clone();
+    let credentials = http.app.credentials.clone();
     let schema = http.schema.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
@@ -290,7 +298,7 @@ async fn graphql_ws(
                                 .trim()
                                 .to_string()
                         });
-                    let auth = authenticate(&db, token.as_deref()).await?;
+                    let auth = authenticate(&db, &credentials, token.as_deref()).await?;
                     let mut data = Data::default();
                     match &auth {
                         Auth::Actor(actor) => {

@@ -7,12 +7,21 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use crate::auth::cache::CredentialCache;
+
 pub const CHANNEL: &str = "obrol_events";
+/// Carries user ids whose cached credentials must be forgotten (sent by triggers), and
+/// heartbeats that prove the listener still hears (see `auth::cache`).
+pub const CREDENTIALS_CHANNEL: &str = "obrol_credentials";
+const HEARTBEAT: &str = "heartbeat";
+const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Event {
@@ -51,30 +60,56 @@ pub struct EventBus {
 impl EventBus {
     /// Starts listening and spawns the task that forwards notifications. Returns once the
     /// LISTEN is in place, so no event committed after this returns can be missed.
-    pub async fn start(pool: &PgPool) -> sqlx::Result<Self> {
+    pub async fn start(pool: &PgPool, credentials: Arc<CredentialCache>) -> sqlx::Result<Self> {
         let (sender, _) = broadcast::channel(1024);
         let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen(CHANNEL).await?;
+        listener.listen_all([CHANNEL, CREDENTIALS_CHANNEL]).await?;
+        credentials.mark_healthy();
         let bus = Self { sender };
         let forward = bus.sender.clone();
         tokio::spawn(async move {
             loop {
                 match listener.recv().await {
-                    Ok(notification) => match serde_json::from_str::<Event>(notification.payload())
-                    {
-                        Ok(event) => {
-                            // No receivers is normal when nobody is subscribed.
-                            let _ = forward.send(event);
+                    Ok(notification) => {
+                        credentials.mark_healthy();
+                        if notification.channel() == CREDENTIALS_CHANNEL {
+                            if let Ok(user_id) = notification.payload().parse::<Uuid>() {
+                                credentials.forget_user(user_id);
+                            }
+                            continue;
                         }
-                        Err(err) => tracing::warn!(error = %err, "ignoring a malformed event"),
-                    },
+                        match serde_json::from_str::<Event>(notification.payload()) {
+                            // No receivers is normal when nobody is subscribed.
+                            Ok(event) => drop(forward.send(event)),
+                            Err(err) => tracing::warn!(error = %err, "ignoring a malformed event"),
+                        }
+                    }
                     // The pool closes at shutdown: that is the end, not an outage.
                     Err(sqlx::Error::PoolClosed) => break,
                     Err(err) => {
+                        credentials.mark_unhealthy();
                         // PgListener reconnects on the next recv; pause so an outage is not a spin.
                         tracing::warn!(error = %err, "event listener lost its connection; retrying");
                         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     }
+                }
+            }
+        });
+        let heartbeat_pool = pool.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
+            loop {
+                ticker.tick().await;
+                if heartbeat_pool.is_closed() {
+                    break;
+                }
+                let sent = sqlx::query("select pg_notify($1, $2)")
+                    .bind(CREDENTIALS_CHANNEL)
+                    .bind(HEARTBEAT)
+                    .execute(&heartbeat_pool)
+                    .await;
+                if let Err(err) = sent {
+                    tracing::debug!(error = %err, "heartbeat not sent");
                 }
             }
         });

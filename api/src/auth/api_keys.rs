@@ -86,6 +86,7 @@ pub async fn revoke(state: &AppState, actor: &Actor, id: Uuid) -> ApiResult<ApiK
     .fetch_optional(&mut *tx)
     .await?;
     let row = row.ok_or_else(|| ApiError::not_found("API key"))?;
+    state.credentials.forget_user(row.created_by);
     audit::record(
         &mut tx,
         actor,

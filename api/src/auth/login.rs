@@ -253,6 +253,7 @@ pub async fn log_out(state: &AppState, actor: &Actor) -> ApiResult<()> {
         Entry::new("LOGOUT").target("session", session_id),
     )
     .await?;
+    state.credentials.forget_user(actor.user_id());
     tx.commit().await?;
     Ok(())
 }
@@ -270,15 +271,16 @@ pub async fn revoke_session(state: &AppState, actor: &Actor, session_id: Uuid) -
     actor.require_session()?;
     let owner = (actor.role != Role::Admin).then(|| actor.user_id());
     let mut tx = state.db.tenant(actor.company_id).await?;
-    if !store::revoke_session(&mut tx, session_id, owner).await? {
+    let Some(user_id) = store::revoke_session(&mut tx, session_id, owner).await? else {
         return Err(ApiError::not_found("session"));
-    }
+    };
     audit::record(
         &mut tx,
         actor,
         Entry::new("SESSION_REVOKED").target("session", session_id),
     )
     .await?;
+    state.credentials.forget_user(user_id);
     tx.commit().await?;
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! then asks [`Actor::require`] for a minimum role and, for API keys, a scope.
 
 pub mod api_keys;
+pub mod cache;
 pub mod graphql;
 pub mod login;
 pub mod password;
@@ -21,6 +22,7 @@ use uuid::Uuid;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::users::store::UserRow;
+use cache::CredentialCache;
 
 /// A user's role in their company.
 #[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -210,13 +212,22 @@ impl Auth {
 /// Sessions are marked as used at most this often, to keep reads read-only.
 const TOUCH_INTERVAL_SECS: i64 = 300;
 
-/// Resolves a bearer token to an actor. One database round trip in the common case.
-pub async fn authenticate(db: &Db, bearer: Option<&str>) -> ApiResult<Auth> {
+/// Resolves a bearer token to an actor: from the credential cache when it can (no database
+/// round trip), otherwise with one call of a look-up function.
+pub async fn authenticate(
+    db: &Db,
+    cache: &CredentialCache,
+    bearer: Option<&str>,
+) -> ApiResult<Auth> {
     let Some(token) = bearer else {
         return Ok(Auth::Anonymous);
     };
     let hash = tokens::hash(token);
     let now = Utc::now();
+    if let Some(actor) = cache.get(&hash, now) {
+        return Ok(Auth::Actor(Box::new(actor)));
+    }
+    let epoch = cache.epoch();
     if token.starts_with(tokens::SESSION_PREFIX) {
         let Some(found) = store::session_by_hash(db.pool(), &hash).await? else {
             return Ok(Auth::Rejected);
@@ -224,14 +235,16 @@ pub async fn authenticate(db: &Db, bearer: Option<&str>) -> ApiResult<Auth> {
         if stale(found.last_used_at, now) {
             store::touch_session(db, found.user.company_id, found.session_id).await?;
         }
-        return Ok(Auth::Actor(Box::new(Actor {
+        let actor = Actor {
             company_id: found.user.company_id,
             role: Role::from_db(&found.user.role),
             user: found.user,
             credential: Credential::Session {
                 session_id: found.session_id,
             },
-        })));
+        };
+        cache.put(hash, actor.clone(), Some(found.expires_at), epoch);
+        return Ok(Auth::Actor(Box::new(actor)));
     }
     if token.starts_with(tokens::API_KEY_PREFIX) {
         let Some(found) = store::api_key_by_hash(db.pool(), &hash).await? else {
@@ -245,7 +258,7 @@ pub async fn authenticate(db: &Db, bearer: Option<&str>) -> ApiResult<Auth> {
             .iter()
             .filter_map(|s| ApiScope::from_str(s))
             .collect();
-        return Ok(Auth::Actor(Box::new(Actor {
+        let actor = Actor {
             company_id: found.user.company_id,
             role: Role::from_db(&found.user.role),
             user: found.user,
@@ -253,7 +266,9 @@ pub async fn authenticate(db: &Db, bearer: Option<&str>) -> ApiResult<Auth> {
                 api_key_id: found.api_key_id,
                 scopes,
             },
-        })));
+        };
+        cache.put(hash, actor.clone(), None, epoch);
+        return Ok(Auth::Actor(Box::new(actor)));
     }
     Ok(Auth::Rejected)
 }

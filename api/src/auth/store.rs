@@ -12,6 +12,7 @@ use crate::users::store::UserRow;
 pub struct SessionLookup {
     pub session_id: Uuid,
     pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
     pub user: UserRow,
 }
 
@@ -27,6 +28,7 @@ pub async fn session_by_hash(pool: &PgPool, hash: &[u8]) -> sqlx::Result<Option<
     struct Row {
         session_id: Uuid,
         session_last_used_at: DateTime<Utc>,
+        session_expires_at: DateTime<Utc>,
         #[sqlx(flatten)]
         user: UserRow,
     }
@@ -37,6 +39,7 @@ pub async fn session_by_hash(pool: &PgPool, hash: &[u8]) -> sqlx::Result<Option<
     Ok(row.map(|r| SessionLookup {
         session_id: r.session_id,
         last_used_at: r.session_last_used_at,
+        expires_at: r.session_expires_at,
         user: r.user,
     }))
 }
@@ -210,21 +213,22 @@ pub async fn active_sessions(
     .await
 }
 
-/// Revokes one session; `owner` limits it to that user's sessions. Returns whether it existed.
+/// Revokes one session; `owner` limits it to that user's sessions. Returns the session's
+/// user, or `None` when there is no such session.
 pub async fn revoke_session(
     conn: &mut PgConnection,
     session_id: Uuid,
     owner: Option<Uuid>,
-) -> sqlx::Result<bool> {
-    let done = sqlx::query(
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar(
         "update sessions set revoked_at = coalesce(revoked_at, now())
-         where id = $1 and ($2::uuid is null or user_id = $2)",
+         where id = $1 and ($2::uuid is null or user_id = $2)
+         returning user_id",
     )
     .bind(session_id)
     .bind(owner)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_optional(conn)
+    .await
 }
 
 pub async fn revoke_all_sessions(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<()> {

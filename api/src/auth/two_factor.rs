@@ -161,6 +161,7 @@ pub async fn confirm_setup(state: &AppState, actor: &Actor, code: &str) -> ApiRe
     .bind(step)
     .execute(&mut *tx)
     .await?;
+    state.credentials.forget_user(actor.user_id());
     let codes = replace_recovery_codes(&mut tx, actor.company_id, actor.user_id()).await?;
     audit::record(
         &mut tx,
@@ -193,6 +194,7 @@ pub async fn disable(state: &AppState, actor: &Actor, password_text: String) -> 
         .bind(actor.user_id())
         .execute(&mut *tx)
         .await?;
+    state.credentials.forget_user(actor.user_id());
     audit::record(
         &mut tx,
         actor,

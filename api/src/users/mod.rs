@@ -203,6 +203,7 @@ pub async fn change_role(
         ));
     }
     let updated = store::set_role(&mut tx, user_id, role.as_db()).await?;
+    state.credentials.forget_user(user_id);
     let entry = Entry::new("ROLE_CHANGED")
         .target("user", user_id)
         .details(serde_json::json!({ "from": from.as_db(), "to": role.as_db() }));
@@ -235,6 +236,7 @@ pub async fn deactivate(state: &AppState, actor: &Actor, user_id: Uuid) -> ApiRe
         ));
     }
     let updated = store::set_status(&mut tx, user_id, "DEACTIVATED").await?;
+    state.credentials.forget_user(user_id);
     crate::auth::store::revoke_all_sessions(&mut tx, user_id).await?;
     crate::auth::store::revoke_api_keys_of(&mut tx, user_id).await?;
     audit::record(
@@ -280,6 +282,7 @@ pub async fn set_presence(
     actor.require(Role::Staff, ApiScope::PresenceWrite)?;
     let mut tx = state.db.tenant(actor.company_id).await?;
     let updated = store::set_presence(&mut tx, actor.user_id(), presence.as_db()).await?;
+    state.credentials.forget_user(actor.user_id());
     let event = Event {
         company_id: actor.company_id,
         kind: EventKind::PresenceChanged {

@@ -102,3 +102,67 @@ async fn a_subscription_needs_a_valid_token() {
         "UNAUTHENTICATED"
     );
 }
+
+#[tokio::test]
+async fn revoking_a_session_on_one_node_takes_effect_on_another_that_had_it_cached() {
+    let app = TestApp::spawn().await;
+    let node_b = app.second_node().await;
+    let admin = app.sign_up("Acme").await;
+    let staff = app.add_user(&admin, "STAFF").await;
+    let me = "{ me { id role } }";
+    // Node B resolves (and caches) the staff member's session.
+    for _ in 0..3 {
+        let data =
+            obrol_tests::gql_at(&app.http, &node_b.url, Some(&staff.token), me, json!({})).await;
+        assert_eq!(data["data"]["me"]["role"], "STAFF");
+    }
+
+    // On node A the Admin promotes them, then deactivates them.
+    app.gql_ok(
+        Some(&admin.token),
+        "mutation($u: ID!) { changeUserRole(userId: $u, role: TEAM_ADMIN) { id } }",
+        json!({ "u": staff.user_id }),
+    )
+    .await;
+    let role_seen_on_b = poll_until(|| async {
+        let data =
+            obrol_tests::gql_at(&app.http, &node_b.url, Some(&staff.token), me, json!({})).await;
+        data["data"]["me"]["role"] == "TEAM_ADMIN"
+    })
+    .await;
+    assert!(role_seen_on_b, "node B kept serving the old role");
+
+    app.gql_ok(
+        Some(&admin.token),
+        "mutation($u: ID!) { deactivateUser(userId: $u) { id } }",
+        json!({ "u": staff.user_id }),
+    )
+    .await;
+    let refused_on_b = poll_until(|| async {
+        let data =
+            obrol_tests::gql_at(&app.http, &node_b.url, Some(&staff.token), me, json!({})).await;
+        obrol_tests::error_code(&data) == Some("UNAUTHENTICATED")
+    })
+    .await;
+    assert!(
+        refused_on_b,
+        "node B kept accepting a deactivated user's session"
+    );
+}
+
+/// Polls `check` until it holds, for at most 5 s (well under the cache's 30 s lifetime, so a
+/// pass means the change was pushed, not merely expired).
+async fn poll_until<F, Fut>(check: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
