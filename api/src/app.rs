@@ -138,7 +138,7 @@ impl App {
             .context("migrating the database")?;
         let db = Db::connect(database.options.clone(), config.db_max_connections).await?;
         let sealer = secret_key(&config)?;
-        let credentials = Arc::new(CredentialCache::default());
+        let credentials = Arc::new(CredentialCache::new(config.credential_cache_ttl));
         let events = EventBus::start(db.pool(), credentials.clone()).await?;
         let state = AppState {
             db,

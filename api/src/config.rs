@@ -21,6 +21,10 @@ pub struct Config {
     /// directory when unset.
     pub secret_key: Option<String>,
     pub session_ttl: Duration,
+    /// How long a resolved session or API key may be served from memory
+    /// (`OBROL_CREDENTIAL_CACHE_SECONDS`; 0 turns the cache off). Changes are pushed to every
+    /// node at once; this only bounds the damage of a lost notification.
+    pub credential_cache_ttl: Duration,
     pub invite_ttl: Duration,
     pub db_max_connections: u32,
     pub max_body_bytes: usize,
@@ -43,6 +47,8 @@ impl Config {
             .ok()
             .filter(|v| !v.is_empty());
         let session_ttl = Duration::from_secs(3600 * parse_env("OBROL_SESSION_TTL_HOURS", 720)?);
+        let credential_cache_ttl =
+            Duration::from_secs(parse_env("OBROL_CREDENTIAL_CACHE_SECONDS", 30)?);
         let invite_ttl = Duration::from_secs(3600 * parse_env("OBROL_INVITE_TTL_HOURS", 168)?);
         let db_max_connections = parse_env("OBROL_DB_MAX_CONNECTIONS", 16)?;
         let max_body_bytes = parse_env("OBROL_MAX_BODY_BYTES", 1024 * 1024)?;
@@ -63,6 +69,7 @@ impl Config {
             pg_bin,
             secret_key,
             session_ttl,
+            credential_cache_ttl,
             invite_ttl,
             db_max_connections,
             max_body_bytes,

@@ -9,7 +9,7 @@
 //!   effect on all nodes as soon as the notification arrives (milliseconds).
 //! - The node making such a change also forgets the user locally before committing, so the
 //!   same client's next request reads its own write.
-//! - Entries live at most [`TTL`], and the session's own expiry is checked on every hit.
+//! - Entries live at most the configured lifetime ([`DEFAULT_TTL`]), and the session's own expiry is checked on every hit.
 //! - A look-up only caches its result if no invalidation happened while it ran (an
 //!   invalidation epoch), so a read that raced a revocation cannot re-insert the old state.
 //! - While the listener is disconnected (notifications could be missed) the cache is off and
@@ -25,7 +25,8 @@ use uuid::Uuid;
 
 use super::Actor;
 
-pub const TTL: Duration = Duration::from_secs(30);
+/// How long an entry may live by default (`OBROL_CREDENTIAL_CACHE_SECONDS`).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 const CAPACITY: usize = 50_000;
 
 struct Entry {
@@ -40,26 +41,34 @@ pub struct CredentialCache {
     healthy: AtomicBool,
     /// Bumped by every invalidation.
     epoch: AtomicU64,
+    /// Zero turns caching off.
+    ttl: Duration,
 }
 
 impl Default for CredentialCache {
     fn default() -> Self {
-        Self {
-            entries: RwLock::new(HashMap::new()),
-            healthy: AtomicBool::new(false),
-            epoch: AtomicU64::new(0),
-        }
+        Self::new(DEFAULT_TTL)
     }
 }
 
 impl CredentialCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            entries: RwLock::new(HashMap::new()),
+            healthy: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            ttl,
+        }
+    }
+
     pub fn get(&self, token_hash: &[u8], now: DateTime<Utc>) -> Option<Actor> {
         if !self.healthy.load(Ordering::Acquire) {
             return None;
         }
         let entries = self.entries.read().ok()?;
         let entry = entries.get(token_hash)?;
-        let fresh = entry.fetched.elapsed() < TTL && entry.expires_at.is_none_or(|at| at > now);
+        let fresh =
+            entry.fetched.elapsed() < self.ttl && entry.expires_at.is_none_or(|at| at > now);
         fresh.then(|| entry.actor.clone())
     }
 
@@ -76,7 +85,7 @@ impl CredentialCache {
         expires_at: Option<DateTime<Utc>>,
         epoch: u64,
     ) {
-        if !self.healthy.load(Ordering::Acquire) {
+        if self.ttl.is_zero() || !self.healthy.load(Ordering::Acquire) {
             return;
         }
         let Ok(mut entries) = self.entries.write() else {
@@ -86,7 +95,7 @@ impl CredentialCache {
             return;
         }
         if entries.len() >= CAPACITY {
-            entries.retain(|_, entry| entry.fetched.elapsed() < TTL);
+            entries.retain(|_, entry| entry.fetched.elapsed() < self.ttl);
             if entries.len() >= CAPACITY {
                 entries.clear();
             }
