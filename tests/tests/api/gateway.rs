@@ -209,3 +209,28 @@ async fn the_standard_introspection_query_of_graphql_tools_is_answered() {
     assert!(types.iter().any(|t| t["name"] == "User"));
     assert!(types.iter().any(|t| t["name"] == "AuthPayload"));
 }
+
+#[tokio::test]
+async fn a_query_selecting_too_many_fields_is_refused_before_it_runs() {
+    let app = TestApp::spawn().await;
+    let admin = app.sign_up("Acme").await;
+    // Aliases let one request ask for the same field thousands of times.
+    let fields: String = (0..2_100).map(|i| format!("a{i}: name ")).collect();
+
+    let response = app
+        .gql(
+            Some(&admin.token),
+            &format!("{{ me {{ {fields} }} }}"),
+            json!({}),
+        )
+        .await;
+
+    assert!(response["data"].is_null());
+    assert!(
+        response["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("complex"),
+        "{response}"
+    );
+}

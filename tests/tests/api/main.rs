@@ -1,6 +1,7 @@
 //! Black-box tests of the real `obrol` binary: one test binary, one module per area.
 
 mod auth;
+mod cli;
 mod embedded;
 mod gateway;
 mod isolation;
