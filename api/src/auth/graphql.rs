@@ -123,7 +123,7 @@ impl ApiKey {
         self.0
             .scopes
             .iter()
-            .filter_map(|s| ApiScope::from_str(s))
+            .filter_map(|s| ApiScope::from_name(s))
             .collect()
     }
 

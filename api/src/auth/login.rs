@@ -36,6 +36,31 @@ fn wrong_credentials() -> ApiError {
     ApiError::Unauthenticated("the e-mail address or password is incorrect".into())
 }
 
+/// Opens a session for `user` in the caller's transaction.
+async fn open_session(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    user: UserRow,
+    user_agent: Option<&str>,
+) -> ApiResult<NewSession> {
+    let (token, token_hash) = tokens::generate(tokens::SESSION_PREFIX);
+    let expires_at = Utc::now() + state.config.session_ttl;
+    store::insert_session(
+        conn,
+        user.company_id,
+        user.id,
+        &token_hash,
+        user_agent,
+        expires_at,
+    )
+    .await?;
+    Ok(NewSession {
+        token,
+        user,
+        expires_at,
+    })
+}
+
 /// Creates a company with its first Admin and logs that Admin in.
 pub async fn sign_up(
     state: &AppState,
@@ -75,27 +100,13 @@ pub async fn sign_up(
                 err.into()
             }
         })?;
-    let (token, token_hash) = tokens::generate(tokens::SESSION_PREFIX);
-    let expires_at = Utc::now() + state.config.session_ttl;
-    store::insert_session(
-        &mut tx,
-        company_id,
-        user.id,
-        &token_hash,
-        user_agent,
-        expires_at,
-    )
-    .await?;
+    let session = open_session(state, &mut tx, user, user_agent).await?;
     let entry = Entry::new("COMPANY_CREATED")
         .target("company", company_id)
         .details(serde_json::json!({ "name": company_name }));
-    audit::record_for_user(&mut tx, company_id, user.id, entry).await?;
+    audit::record_for_user(&mut tx, company_id, session.user.id, entry).await?;
     tx.commit().await?;
-    Ok(NewSession {
-        token,
-        user,
-        expires_at,
-    })
+    Ok(session)
 }
 
 /// Checks e-mail, password and (when enabled) the two-factor code, and opens a session.
@@ -164,17 +175,7 @@ pub async fn log_in(
         _ => return Err(wrong_credentials()),
     }
     store::record_successful_login(&mut tx, user_id, totp_step).await?;
-    let (token, token_hash) = tokens::generate(tokens::SESSION_PREFIX);
-    let expires_at = now + state.config.session_ttl;
-    store::insert_session(
-        &mut tx,
-        company_id,
-        user_id,
-        &token_hash,
-        user_agent,
-        expires_at,
-    )
-    .await?;
+    let session = open_session(state, &mut tx, account.user, user_agent).await?;
     audit::record_for_user(
         &mut tx,
         company_id,
@@ -183,11 +184,7 @@ pub async fn log_in(
     )
     .await?;
     tx.commit().await?;
-    Ok(NewSession {
-        token,
-        user: account.user,
-        expires_at,
-    })
+    Ok(session)
 }
 
 /// Sets an invited user's password (and optionally their name) and logs them in.
@@ -217,17 +214,7 @@ pub async fn accept_invite(
         name.as_deref(),
     )
     .await?;
-    let (session_token, session_hash) = tokens::generate(tokens::SESSION_PREFIX);
-    let expires_at = Utc::now() + state.config.session_ttl;
-    store::insert_session(
-        &mut tx,
-        company_id,
-        user_id,
-        &session_hash,
-        user_agent,
-        expires_at,
-    )
-    .await?;
+    let session = open_session(state, &mut tx, user, user_agent).await?;
     audit::record_for_user(
         &mut tx,
         company_id,
@@ -236,11 +223,7 @@ pub async fn accept_invite(
     )
     .await?;
     tx.commit().await?;
-    Ok(NewSession {
-        token: session_token,
-        user,
-        expires_at,
-    })
+    Ok(session)
 }
 
 pub async fn log_out(state: &AppState, actor: &Actor) -> ApiResult<()> {

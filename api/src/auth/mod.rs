@@ -115,7 +115,7 @@ impl ApiScope {
         ApiScope::PresenceWrite,
     ];
 
-    pub fn from_str(value: &str) -> Option<Self> {
+    pub fn from_name(value: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|scope| scope.as_str() == value)
     }
 }
@@ -256,7 +256,7 @@ pub async fn authenticate(
         let scopes = found
             .scopes
             .iter()
-            .filter_map(|s| ApiScope::from_str(s))
+            .filter_map(|s| ApiScope::from_name(s))
             .collect();
         let actor = Actor {
             company_id: found.user.company_id,
@@ -323,8 +323,8 @@ mod tests {
     #[test]
     fn scopes_round_trip_through_their_names() {
         for scope in ApiScope::ALL {
-            assert_eq!(ApiScope::from_str(scope.as_str()), Some(scope));
+            assert_eq!(ApiScope::from_name(scope.as_str()), Some(scope));
         }
-        assert_eq!(ApiScope::from_str("everything"), None);
+        assert_eq!(ApiScope::from_name("everything"), None);
     }
 }
