@@ -217,7 +217,8 @@ impl EmbeddedCluster {
         let program = self.bin_dir.join(program);
         if self.run_as_postgres {
             let mut command = Command::new("runuser");
-            command.args(["-u", OS_USER, "--"]).arg(program);
+            // Our working directory may be one the postgres user cannot enter.
+            command.current_dir("/").args(["-u", OS_USER, "--"]).arg(program);
             command
         } else {
             Command::new(program)
@@ -354,7 +355,10 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// Stops the cluster under `data_dir` if one is running (used to clean up test clusters).
 pub fn stop_if_running(data_dir: &Path, pg_bin: Option<&Path>) -> anyhow::Result<bool> {
-    let pg_dir = data_dir.join("pg");
+    // `pg` may link elsewhere (see `prepare_pg_dir`); PostgreSQL must get the real path.
+    let Ok(pg_dir) = data_dir.join("pg").canonicalize() else {
+        return Ok(false);
+    };
     if !pg_dir.join("postmaster.pid").exists() {
         return Ok(false);
     }
