@@ -46,8 +46,21 @@ const PAGE: &str = r#"<!doctype html>
       url: location.origin + '/graphql',
       subscriptionUrl: wsOrigin + '/graphql/ws',
     });
+    const defaultQuery = [
+      '# Welcome to Obrol. Log in (the demo login is printed by `make run`), then copy the',
+      '# token into Headers as {"Authorization": "Bearer <token>"} and ask who you are.',
+      '',
+      'mutation LogIn {',
+      '  logIn(input: { email: "admin@demo.example.com", password: "" }) { token }',
+      '}',
+      '',
+      'query Me {',
+      '  me { name role company { name plan } teams { name } }',
+      '}',
+      '',
+    ].join('\n');
     ReactDOM.createRoot(document.getElementById('graphiql')).render(
-      React.createElement(GraphiQL, { fetcher, defaultEditorToolsVisibility: true }),
+      React.createElement(GraphiQL, { fetcher, defaultQuery, defaultEditorToolsVisibility: true }),
     );
   </script>
 </body>

@@ -63,7 +63,10 @@ pub async fn ensure_demo(state: &AppState) -> anyhow::Result<Option<DemoCredenti
         },
     };
     for team in ["Sales", "Support"] {
-        teams::create(state, &actor, team)
+        let team = teams::create(state, &actor, team)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message()))?;
+        teams::add_member(state, &actor, team.id, actor.user_id())
             .await
             .map_err(|e| anyhow::anyhow!(e.message()))?;
     }

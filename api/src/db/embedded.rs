@@ -218,7 +218,10 @@ impl EmbeddedCluster {
         if self.run_as_postgres {
             let mut command = Command::new("runuser");
             // Our working directory may be one the postgres user cannot enter.
-            command.current_dir("/").args(["-u", OS_USER, "--"]).arg(program);
+            command
+                .current_dir("/")
+                .args(["-u", OS_USER, "--"])
+                .arg(program);
             command
         } else {
             Command::new(program)
