@@ -66,6 +66,10 @@ async fn migrate_and_seed_prepare_an_external_database_for_a_demo_login() {
         login["data"]["logIn"]["user"]["company"]["name"],
         "Demo Company"
     );
+    assert_eq!(
+        login["data"]["logIn"]["user"]["teams"],
+        json!([{ "name": "Sales" }, { "name": "Support" }])
+    );
 }
 
 #[tokio::test]
