@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use async_graphql::dataloader::{DataLoader, NoCache};
+use async_graphql::dataloader::DataLoader;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::Data;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
@@ -33,6 +33,7 @@ use crate::db::embedded::{self, Durability, EmbeddedCluster};
 use crate::db::{self, Db};
 use crate::events::EventBus;
 use crate::graphql::loaders::TenantLoader;
+use crate::graphql::ws::WsCredential;
 use crate::graphql::{self as gql, ObrolSchema, RequestMeta};
 use crate::seed::{self, DemoCredentials};
 
@@ -281,11 +282,11 @@ async fn graphql_ws(
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let db = http.app.db.clone();
-    let credentials = http.app.credentials.clone();
+    let state = http.app.clone();
     let schema = http.schema.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .max_message_size(http.app.config.max_body_bytes)
         .on_upgrade(move |stream| {
             GraphQLWebSocket::new(stream, schema, protocol)
                 .on_connection_init(move |payload| async move {
@@ -298,24 +299,15 @@ async fn graphql_ws(
                                 .trim()
                                 .to_string()
                         });
-                    let auth = authenticate(&db, &credentials, token.as_deref()).await?;
-                    let mut data = Data::default();
-                    match &auth {
-                        Auth::Actor(actor) => {
-                            let loader = TenantLoader {
-                                db: db.clone(),
-                                company_id: actor.company_id,
-                            };
-                            data.insert(DataLoader::with_cache(loader, tokio::spawn, NoCache));
-                        }
-                        Auth::Rejected => {
-                            return Err(async_graphql::Error::new(
-                                "the session or API key is invalid, expired or revoked",
-                            ))
-                        }
-                        Auth::Anonymous => {}
+                    let credential = WsCredential { token };
+                    if let Auth::Rejected = credential.resolve(&state).await {
+                        return Err(async_graphql::Error::new(
+                            "the session or API key is invalid, expired or revoked",
+                        ));
                     }
-                    data.insert(auth);
+                    // Only the token is kept: every operation resolves it again.
+                    let mut data = Data::default();
+                    data.insert(credential);
                     Ok(data)
                 })
                 .serve()

@@ -409,6 +409,25 @@ impl Subscription {
         Ok(Self { socket })
     }
 
+    /// Starts another operation (query, mutation or subscription) on the same connection.
+    pub async fn send(&mut self, id: &str, query: &str, variables: Value) -> anyhow::Result<()> {
+        let message = json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } });
+        self.socket.send(Message::text(message.to_string())).await?;
+        Ok(())
+    }
+
+    /// The next message about operation `id`, within `wait` (others are skipped).
+    pub async fn next_for(&mut self, id: &str, wait: Duration) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let message = self.next(left).await?;
+            if message["id"] == id {
+                return Ok(message);
+            }
+        }
+    }
+
     /// The next message for the subscription (`next`, `error` or `complete`), within `wait`.
     pub async fn next(&mut self, wait: Duration) -> anyhow::Result<Value> {
         loop {

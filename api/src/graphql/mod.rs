@@ -6,6 +6,7 @@
 
 pub mod connection;
 pub mod loaders;
+pub mod ws;
 
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder, ID};
@@ -51,6 +52,7 @@ pub fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     )
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
+    .extension(ws::ReauthenticateSockets)
 }
 
 pub fn build(state: AppState) -> ObrolSchema {

@@ -13,6 +13,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::events::EventKind;
 use crate::graphql::connection::{self, CountedConnection};
 use crate::graphql::loaders::{TeamsOfUser, UserById};
+use crate::graphql::ws::while_authorized;
 use crate::graphql::{actor, loader, parse_id, state, to_id};
 use crate::teams::graphql::Team;
 
@@ -255,7 +256,7 @@ impl UsersSubscription {
         actor.require(Role::Staff, ApiScope::UsersRead)?;
         let company_id = actor.company_id;
         let events = BroadcastStream::new(state(ctx).events.subscribe());
-        Ok(events.filter_map(move |event| async move {
+        let changes = events.filter_map(move |event| async move {
             let event = event.ok()?;
             if event.company_id != company_id {
                 return None;
@@ -271,6 +272,12 @@ impl UsersSubscription {
                     changed_at: at,
                 }),
             }
-        }))
+        });
+        Ok(while_authorized(
+            ctx,
+            changes,
+            Role::Staff,
+            ApiScope::UsersRead,
+        ))
     }
 }

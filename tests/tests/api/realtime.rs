@@ -166,3 +166,77 @@ where
     }
     false
 }
+
+#[tokio::test]
+async fn an_open_socket_loses_the_powers_its_user_loses() {
+    let app = TestApp::spawn().await;
+    let admin = app.sign_up("Acme").await;
+    let other = app.add_user(&admin, "ADMIN").await;
+    let mut socket = Subscription::start(&app.server.url, Some(&other.token), PRESENCE)
+        .await
+        .unwrap();
+    let promote_self = "mutation($u: ID!) { changeUserRole(userId: $u, role: ADMIN) { role } }";
+
+    // Demoted over HTTP, the socket's user can no longer act as an Admin over the socket.
+    app.gql_ok(
+        Some(&admin.token),
+        "mutation($u: ID!) { changeUserRole(userId: $u, role: STAFF) { id } }",
+        json!({ "u": other.user_id }),
+    )
+    .await;
+    socket
+        .send("2", promote_self, json!({ "u": other.user_id }))
+        .await
+        .unwrap();
+    let refused = socket.next_for("2", Duration::from_secs(10)).await.unwrap();
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
+
+    // Deactivated, the socket can do nothing, and its subscription ends instead of delivering.
+    app.gql_ok(
+        Some(&admin.token),
+        "mutation($u: ID!) { deactivateUser(userId: $u) { id } }",
+        json!({ "u": other.user_id }),
+    )
+    .await;
+    socket
+        .send("3", SET_PRESENCE, json!({ "p": "ONLINE" }))
+        .await
+        .unwrap();
+    let unauthenticated = socket.next_for("3", Duration::from_secs(10)).await.unwrap();
+    assert_eq!(
+        unauthenticated["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{unauthenticated}"
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut presence = "ONLINE";
+    let ended = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the subscription neither ended nor delivered"
+        );
+        app.gql_ok(Some(&admin.token), SET_PRESENCE, json!({ "p": presence }))
+            .await;
+        if let Ok(message) = socket.next_for("1", Duration::from_millis(500)).await {
+            break message;
+        }
+        presence = if presence == "ONLINE" {
+            "AWAY"
+        } else {
+            "ONLINE"
+        };
+    };
+    assert_eq!(
+        ended["type"], "complete",
+        "a deactivated user still received: {ended}"
+    );
+    let role: String = sqlx::query_scalar("select role from users where id = $1::uuid")
+        .bind(&other.user_id)
+        .fetch_one(&mut app.db.superuser().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(role, "STAFF");
+}
