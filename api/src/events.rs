@@ -69,8 +69,10 @@ impl EventBus {
         let forward = bus.sender.clone();
         tokio::spawn(async move {
             loop {
-                match listener.recv().await {
-                    Ok(notification) => {
+                // try_recv, not recv: recv reconnects silently, and notifications sent while
+                // the connection was down would be lost without the cache hearing of it.
+                match listener.try_recv().await {
+                    Ok(Some(notification)) => {
                         credentials.mark_healthy();
                         if notification.channel() == CREDENTIALS_CHANNEL {
                             if let Ok(user_id) = notification.payload().parse::<Uuid>() {
@@ -84,12 +86,16 @@ impl EventBus {
                             Err(err) => tracing::warn!(error = %err, "ignoring a malformed event"),
                         }
                     }
+                    Ok(None) => {
+                        credentials.mark_unhealthy();
+                        tracing::warn!("event listener lost its connection; reconnecting");
+                    }
                     // The pool closes at shutdown: that is the end, not an outage.
                     Err(sqlx::Error::PoolClosed) => break,
                     Err(err) => {
                         credentials.mark_unhealthy();
-                        // PgListener reconnects on the next recv; pause so an outage is not a spin.
-                        tracing::warn!(error = %err, "event listener lost its connection; retrying");
+                        // Pause so that an outage is not a busy loop.
+                        tracing::warn!(error = %err, "event listener cannot reconnect; retrying");
                         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     }
                 }

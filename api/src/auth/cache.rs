@@ -28,6 +28,8 @@ use super::Actor;
 /// How long an entry may live by default (`OBROL_CREDENTIAL_CACHE_SECONDS`).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 const CAPACITY: usize = 50_000;
+/// With heartbeats every 5 s, this much silence means the listener is not hearing.
+const SILENCE_LIMIT: Duration = Duration::from_secs(15);
 
 struct Entry {
     actor: Actor,
@@ -39,6 +41,9 @@ struct Entry {
 pub struct CredentialCache {
     entries: RwLock<HashMap<Vec<u8>, Entry>>,
     healthy: AtomicBool,
+    /// When the listener last heard anything, in ms since `started`.
+    heard_at_ms: AtomicU64,
+    started: Instant,
     /// Bumped by every invalidation.
     epoch: AtomicU64,
     /// Zero turns caching off.
@@ -56,13 +61,23 @@ impl CredentialCache {
         Self {
             entries: RwLock::new(HashMap::new()),
             healthy: AtomicBool::new(false),
+            heard_at_ms: AtomicU64::new(0),
+            started: Instant::now(),
             epoch: AtomicU64::new(0),
             ttl,
         }
     }
 
+    /// Caching is allowed while the listener is connected and has heard something (at least
+    /// a heartbeat) recently.
+    fn usable(&self) -> bool {
+        let heard = Duration::from_millis(self.heard_at_ms.load(Ordering::Acquire));
+        self.healthy.load(Ordering::Acquire)
+            && self.started.elapsed().saturating_sub(heard) < SILENCE_LIMIT
+    }
+
     pub fn get(&self, token_hash: &[u8], now: DateTime<Utc>) -> Option<Actor> {
-        if !self.healthy.load(Ordering::Acquire) {
+        if !self.usable() {
             return None;
         }
         let entries = self.entries.read().ok()?;
@@ -85,7 +100,7 @@ impl CredentialCache {
         expires_at: Option<DateTime<Utc>>,
         epoch: u64,
     ) {
-        if self.ttl.is_zero() || !self.healthy.load(Ordering::Acquire) {
+        if self.ttl.is_zero() || !self.usable() {
             return;
         }
         let Ok(mut entries) = self.entries.write() else {
@@ -118,9 +133,20 @@ impl CredentialCache {
         }
     }
 
-    /// The listener is connected and hearing notifications: caching may be used.
+    /// The listener heard a notification: caching may be used. Coming back from an outage (or
+    /// a silence), anything cached or being looked up before is void: notifications may have
+    /// been missed in between.
     pub fn mark_healthy(&self) {
+        let was_usable = self.usable();
         self.healthy.store(true, Ordering::Release);
+        self.heard_at_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Release);
+        if !was_usable {
+            if let Ok(mut entries) = self.entries.write() {
+                self.epoch.fetch_add(1, Ordering::AcqRel);
+                entries.clear();
+            }
+        }
     }
 
     /// Notifications may be missed from now on: stop caching and forget everything.
@@ -161,6 +187,17 @@ mod tests {
         cache.put(vec![1], actor(Uuid::now_v7()), None, cache.epoch());
         assert!(cache.get(&[1], Utc::now()).is_some());
         cache.mark_unhealthy();
+        assert!(cache.get(&[1], Utc::now()).is_none());
+    }
+
+    #[test]
+    fn a_look_up_begun_during_an_outage_is_not_cached_after_recovery() {
+        let cache = CredentialCache::default();
+        cache.mark_healthy();
+        cache.mark_unhealthy();
+        let during_outage = cache.epoch();
+        cache.mark_healthy(); // reconnected; changes made meanwhile were never heard
+        cache.put(vec![1], actor(Uuid::now_v7()), None, during_outage);
         assert!(cache.get(&[1], Utc::now()).is_none());
     }
 

@@ -240,3 +240,45 @@ async fn an_open_socket_loses_the_powers_its_user_loses() {
         .unwrap();
     assert_eq!(role, "STAFF");
 }
+
+#[tokio::test]
+async fn a_revocation_made_while_the_listener_is_disconnected_is_not_missed() {
+    let app = TestApp::spawn().await;
+    let admin = app.sign_up("Acme").await;
+    let staff = app.add_user(&admin, "STAFF").await;
+    let me = "{ me { id } }";
+    for _ in 0..3 {
+        app.gql_ok(Some(&staff.token), me, json!({})).await; // now cached
+    }
+
+    // Cut the server's LISTEN connection and revoke the session in the same statement, so
+    // the trigger's notification is sent while nobody is listening.
+    let mut db = app.db.superuser().await.unwrap();
+    let cut: i64 = sqlx::query_scalar(
+        "with cut as (
+             select pg_terminate_backend(pid) from pg_stat_activity
+             where datname = current_database() and query ilike 'listen%'
+         ), revoked as (
+             update sessions set revoked_at = now() where user_id = $1::uuid returning 1
+         )
+         select (select count(*) from cut) + (select count(*) from revoked)",
+    )
+    .bind(&staff.user_id)
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert!(
+        cut >= 2,
+        "expected to cut the listener and revoke a session"
+    );
+
+    let refused = poll_until(|| async {
+        let data = app.gql(Some(&staff.token), me, json!({})).await;
+        obrol_tests::error_code(&data) == Some("UNAUTHENTICATED")
+    })
+    .await;
+    assert!(
+        refused,
+        "a revoked session kept working after the listener reconnected"
+    );
+}
