@@ -236,7 +236,7 @@ returns table (
     id uuid, company_id uuid, email text, name text, role text, status text, presence text,
     two_factor_enabled boolean, created_at timestamptz
 )
-    language plpgsql stable security definer set search_path = public
+    language plpgsql stable security definer set search_path = pg_catalog, public, pg_temp
     as $$
     begin
         return query
@@ -258,7 +258,7 @@ returns table (
     id uuid, company_id uuid, email text, name text, role text, status text, presence text,
     two_factor_enabled boolean, created_at timestamptz
 )
-    language plpgsql stable security definer set search_path = public
+    language plpgsql stable security definer set search_path = pg_catalog, public, pg_temp
     as $$
     begin
         return query
@@ -274,11 +274,11 @@ returns table (
     $$;
 
 create function auth_login_company(p_email text) returns uuid
-    language sql stable security definer set search_path = public
+    language sql stable security definer set search_path = pg_catalog, public, pg_temp
     as $$ select company_id from users where email = lower(p_email) $$;
 
 create function auth_invite_company(p_token_hash bytea) returns uuid
-    language sql stable security definer set search_path = public
+    language sql stable security definer set search_path = pg_catalog, public, pg_temp
     as $$
         select i.company_id from invites i
         join users u on u.id = i.user_id
@@ -287,7 +287,7 @@ create function auth_invite_company(p_token_hash bytea) returns uuid
     $$;
 
 create function auth_email_taken(p_email text) returns boolean
-    language sql stable security definer set search_path = public
+    language sql stable security definer set search_path = pg_catalog, public, pg_temp
     as $$ select exists (select 1 from users where email = lower(p_email)) $$;
 
 revoke all on function auth_session(bytea), auth_api_key(bytea), auth_login_company(text),

@@ -23,6 +23,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::auth::cache::CredentialCache;
@@ -176,7 +177,18 @@ impl App {
         })
     }
 
-    /// Serves until SIGINT/SIGTERM, then stops the embedded cluster if we run one.
+    /// Ends a one-off command: closes the pool and stops the embedded cluster if this process
+    /// started it (a running `obrol serve` keeps its database).
+    pub async fn close(self) -> anyhow::Result<()> {
+        self.state.db.pool().close().await;
+        if let Some(cluster) = self.cluster.filter(|c| c.started_here()) {
+            tokio::task::spawn_blocking(move || cluster.stop()).await??;
+        }
+        Ok(())
+    }
+
+    /// Serves until SIGINT/SIGTERM, then stops the embedded cluster (the data directory is
+    /// this process's, also when it found the cluster left running by a crashed run).
     pub async fn serve(self) -> anyhow::Result<()> {
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown_signal())
@@ -223,6 +235,8 @@ fn router(http: HttpState, max_body_bytes: usize) -> Router {
         .with_state(http)
         .merge(assets)
         .layer(middleware::from_fn(track_requests))
+        // A bug must cost one request a 500, never the connection or the process.
+        .layer(CatchPanicLayer::new())
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {

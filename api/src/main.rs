@@ -68,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
                 Some(demo) => println!("demo login: {} / {}", demo.email, demo.password),
                 None => println!("the demo company exists; its password is not known here"),
             }
-            Ok(())
+            app.close().await
         }
         Command::Schema => unreachable!("handled above"),
     }
@@ -86,8 +86,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     app.serve().await
 }
 
+/// Stops the embedded cluster if this command started it (never one `obrol serve` is using).
 async fn stop(cluster: Option<obrol_api::db::embedded::EmbeddedCluster>) -> anyhow::Result<()> {
-    if let Some(cluster) = cluster {
+    if let Some(cluster) = cluster.filter(|c| c.started_here()) {
         tokio::task::spawn_blocking(move || cluster.stop()).await??;
     }
     Ok(())

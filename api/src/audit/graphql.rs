@@ -8,7 +8,7 @@ use crate::auth::{ApiScope, Role};
 use crate::error::ApiResult;
 use crate::graphql::connection::{self, CountedConnection};
 use crate::graphql::loaders::UserById;
-use crate::graphql::{actor, loader, state, to_id};
+use crate::graphql::{actor, loader, require_for_field, state, to_id};
 use crate::users::graphql::User;
 
 /// A sensitive action: who did what, to what, when.
@@ -44,6 +44,7 @@ impl AuditEvent {
 
     /// The user who acted (for an API key, its creator).
     async fn actor(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
+        require_for_field(ctx, Role::Staff, ApiScope::UsersRead)?;
         let Some(user_id) = self.0.actor_user_id else {
             return Ok(None);
         };
@@ -62,6 +63,9 @@ pub struct AuditQuery;
 #[Object]
 impl AuditQuery {
     /// The audit log, newest first.
+    #[graphql(
+        complexity = "crate::graphql::list_cost(first.unwrap_or(20).max(0) as usize, child_complexity)"
+    )]
     async fn audit_events(
         &self,
         ctx: &Context<'_>,

@@ -283,12 +283,15 @@ impl AuthMutation {
         two_factor::confirm_setup(state(ctx), actor(ctx)?, &code).await
     }
 
+    /// Turns two-factor off. Needs the password and a current code (or a recovery code);
+    /// wrong answers count towards the log-in lock-out.
     async fn disable_two_factor(
         &self,
         ctx: &Context<'_>,
         #[graphql(secret)] password: String,
+        #[graphql(secret)] code: String,
     ) -> ApiResult<bool> {
-        two_factor::disable(state(ctx), actor(ctx)?, password).await?;
+        two_factor::disable(state(ctx), actor(ctx)?, password, &code).await?;
         Ok(true)
     }
 }

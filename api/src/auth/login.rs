@@ -36,6 +36,37 @@ fn wrong_credentials() -> ApiError {
     ApiError::Unauthenticated("the e-mail address or password is incorrect".into())
 }
 
+/// Refuses while the account is locked after repeated failures.
+pub fn refuse_if_locked(account: &store::LoginAccount, now: DateTime<Utc>) -> ApiResult<()> {
+    if let Some(until) = account.locked_until.filter(|until| *until > now) {
+        let seconds = (until - now).num_seconds().max(1);
+        return Err(ApiError::RateLimited(format!(
+            "too many failed attempts; try again in {seconds} seconds"
+        )));
+    }
+    Ok(())
+}
+
+/// Counts a failed password (or code) check against the account, locking it for a while
+/// after [`FREE_ATTEMPTS`], and records `action` in the audit log. Log-in and every other
+/// place that checks a password share this count, so none of them is a way around it.
+pub async fn record_failure(
+    conn: &mut sqlx::PgConnection,
+    account: &store::LoginAccount,
+    now: DateTime<Utc>,
+    action: &str,
+) -> ApiResult<()> {
+    let user = &account.user;
+    let failures = account.failed_logins + 1;
+    let locked_until = lock_duration(failures).map(|lock| now + lock);
+    store::record_failed_login(conn, user.id, failures, locked_until).await?;
+    let entry = Entry::new(action)
+        .target("user", user.id)
+        .details(serde_json::json!({ "failures": failures }));
+    audit::record_for_user(conn, user.company_id, user.id, entry).await?;
+    Ok(())
+}
+
 /// Opens a session for `user` in the caller's transaction.
 async fn open_session(
     state: &AppState,
@@ -128,12 +159,7 @@ pub async fn log_in(
     let Some(account) = store::login_account(&mut tx, &email).await? else {
         return Err(wrong_credentials());
     };
-    if let Some(until) = account.locked_until.filter(|until| *until > now) {
-        let seconds = (until - now).num_seconds().max(1);
-        return Err(ApiError::RateLimited(format!(
-            "too many failed log-in attempts; try again in {seconds} seconds"
-        )));
-    }
+    refuse_if_locked(&account, now)?;
     let user_id = account.user.id;
     let password_ok = password::verify(password_text, account.password_hash.clone()).await?;
     let mut failure = (!password_ok).then(wrong_credentials);
@@ -155,13 +181,7 @@ pub async fn log_in(
         }
     }
     if let Some(error) = failure {
-        let failures = account.failed_logins + 1;
-        let locked_until = lock_duration(failures).map(|lock| now + lock);
-        store::record_failed_login(&mut tx, user_id, failures, locked_until).await?;
-        let entry = Entry::new("LOGIN_FAILED")
-            .target("user", user_id)
-            .details(serde_json::json!({ "failures": failures }));
-        audit::record_for_user(&mut tx, company_id, user_id, entry).await?;
+        record_failure(&mut tx, &account, now, "LOGIN_FAILED").await?;
         tx.commit().await?;
         return Err(error);
     }
@@ -207,13 +227,16 @@ pub async fn accept_invite(
     let Some(user_id) = crate::users::store::accept_invite(&mut tx, &token_hash).await? else {
         return Err(not_found());
     };
-    let user = crate::users::store::activate_with_password(
+    let activated = crate::users::store::activate_with_password(
         &mut tx,
         user_id,
         &password_hash,
         name.as_deref(),
     )
     .await?;
+    let Some(user) = activated else {
+        return Err(not_found());
+    };
     let session = open_session(state, &mut tx, user, user_agent).await?;
     audit::record_for_user(
         &mut tx,

@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 use totp_rs::{Algorithm, TOTP};
 use uuid::Uuid;
 
-use super::{password, store::LoginAccount, Actor};
+use super::{login, password, store, store::LoginAccount, Actor};
 use crate::app::AppState;
 use crate::audit::{self, Entry};
 use crate::error::{ApiError, ApiResult};
@@ -18,6 +18,9 @@ const STEP_SECONDS: u64 = 30;
 const RECOVERY_CODES: usize = 10;
 
 pub fn totp(secret: Vec<u8>, account: &str) -> ApiResult<TOTP> {
+    // The otpauth label separates issuer and account with ':', so an account may not hold one
+    // (e-mail addresses may).
+    let account = account.replace(':', "_");
     TOTP::new(
         Algorithm::SHA1,
         6,
@@ -25,7 +28,7 @@ pub fn totp(secret: Vec<u8>, account: &str) -> ApiResult<TOTP> {
         STEP_SECONDS,
         secret,
         Some("Obrol".into()),
-        account.into(),
+        account,
     )
     .map_err(|e| ApiError::internal("building a TOTP", e))
 }
@@ -174,13 +177,38 @@ pub async fn confirm_setup(state: &AppState, actor: &Actor, code: &str) -> ApiRe
 }
 
 /// Turns two-factor off; needs the account password again.
-pub async fn disable(state: &AppState, actor: &Actor, password_text: String) -> ApiResult<()> {
+/// Turning two-factor off needs the password and a current code (or a recovery code); wrong
+/// answers count towards the same lock-out as log-in, so a stolen session cannot be used to
+/// guess the password.
+pub async fn disable(
+    state: &AppState,
+    actor: &Actor,
+    password_text: String,
+    code: &str,
+) -> ApiResult<()> {
     actor.require_session()?;
+    let now = Utc::now();
     let mut tx = state.db.tenant(actor.company_id).await?;
-    let stored = crate::users::store::password_hash(&mut tx, actor.user_id()).await?;
-    if !password::verify(password_text, stored).await? {
-        return Err(ApiError::Unauthenticated(
-            "the password is incorrect".into(),
+    let Some(account) = store::login_account(&mut tx, &actor.user.email).await? else {
+        return Err(ApiError::not_found("user"));
+    };
+    login::refuse_if_locked(&account, now)?;
+    if !account.user.two_factor_enabled {
+        return Err(ApiError::conflict(
+            "two-factor authentication is not enabled",
+        ));
+    }
+    let password_ok = password::verify(password_text, account.password_hash.clone()).await?;
+    let code_ok = password_ok
+        && !matches!(
+            check_login_code(state, &mut tx, &account, code.trim(), now).await?,
+            CodeCheck::Wrong
+        );
+    if !code_ok {
+        login::record_failure(&mut tx, &account, now, "TWO_FACTOR_DISABLE_FAILED").await?;
+        tx.commit().await?;
+        return Err(ApiError::validation(
+            "the password or the two-factor code is incorrect",
         ));
     }
     sqlx::query(
@@ -242,6 +270,11 @@ mod tests {
         assert_eq!(matching_step(&totp, &earlier, now), Some(step - 1));
         let old = totp.generate((now.timestamp() - 120) as u64);
         assert_eq!(matching_step(&totp, &old, now), None);
+    }
+
+    #[test]
+    fn an_address_with_a_colon_still_gets_a_totp() {
+        assert!(totp(vec![7u8; 20], "\"a:b\"@example.com").is_ok());
     }
 
     #[test]

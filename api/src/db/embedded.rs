@@ -39,6 +39,8 @@ pub struct EmbeddedCluster {
     socket_dir: PathBuf,
     port: u16,
     password: String,
+    /// Whether this process started the postmaster (rather than finding one running).
+    started_here: bool,
 }
 
 impl EmbeddedCluster {
@@ -63,6 +65,7 @@ impl EmbeddedCluster {
             run_as_postgres,
             port: 0,
             password,
+            started_here: false,
         };
         if !cluster.pg_dir.join("PG_VERSION").exists() {
             cluster.initdb()?;
@@ -75,13 +78,23 @@ impl EmbeddedCluster {
                 );
                 cluster.port = port;
             }
-            None => cluster.start(durability)?,
+            None => {
+                cluster.start(durability)?;
+                cluster.started_here = true;
+            }
         }
         Ok(cluster)
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Whether this process started the cluster. One-off commands (`migrate`, `seed`) stop only
+    /// a cluster they started, never the one a running `obrol serve` uses; `serve` owns its
+    /// data directory and stops the cluster either way.
+    pub fn started_here(&self) -> bool {
+        self.started_here
     }
 
     /// Connection options for `database` over the unix socket, as the superuser.
@@ -158,8 +171,7 @@ impl EmbeddedCluster {
     fn start(&mut self, durability: Durability) -> anyhow::Result<()> {
         let pid_file = self.pg_dir.join("postmaster.pid");
         if pid_file.exists() {
-            tracing::warn!("removing a stale postmaster.pid left by a crashed run");
-            fs::remove_file(&pid_file)?;
+            clear_stale_pid_file(&pid_file)?;
         }
         self.port = free_port()?;
         let mut options = format!(
@@ -333,6 +345,18 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// Reads a secret file, creating it with a random value (mode 0600) the first time.
 pub fn read_or_create_secret(path: &Path) -> anyhow::Result<String> {
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if meta.file_type().is_symlink() {
+            bail!(
+                "{} is a symbolic link; refusing to use it as a secret",
+                path.display()
+            );
+        }
+        // Tighten a secret file whose permissions were loosened by hand.
+        if meta.permissions().mode() & 0o077 != 0 {
+            fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+        }
+    }
     if let Ok(existing) = fs::read_to_string(path) {
         let existing = existing.trim().to_string();
         if !existing.is_empty() {
@@ -342,6 +366,43 @@ pub fn read_or_create_secret(path: &Path) -> anyhow::Result<String> {
     let secret = hex::encode(rand::random::<[u8; 32]>());
     write_private(path, secret.as_bytes())?;
     Ok(secret)
+}
+
+/// Removes `postmaster.pid` only when the process it names is certainly not a running
+/// PostgreSQL: PostgreSQL relies on that file to keep two servers off one data directory.
+fn clear_stale_pid_file(pid_file: &Path) -> anyhow::Result<()> {
+    let text = fs::read_to_string(pid_file).unwrap_or_default();
+    match text
+        .lines()
+        .next()
+        .and_then(|line| line.trim().parse::<u32>().ok())
+    {
+        Some(pid) => {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains("postgres") {
+                bail!(
+                    "PostgreSQL (pid {pid}) is running on {} but does not answer; stop it or wait",
+                    pid_file.parent().unwrap_or(pid_file).display()
+                );
+            }
+        }
+        None => {
+            // Unreadable: a postmaster may be writing it right now; only an old one is stale.
+            let age = fs::metadata(pid_file)?
+                .modified()?
+                .elapsed()
+                .unwrap_or_default();
+            if age < std::time::Duration::from_secs(30) {
+                bail!(
+                    "another PostgreSQL is starting on {}; try again shortly",
+                    pid_file.display()
+                );
+            }
+        }
+    }
+    tracing::warn!("removing a stale postmaster.pid left by a crashed run");
+    fs::remove_file(pid_file)?;
+    Ok(())
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -372,6 +433,7 @@ pub fn stop_if_running(data_dir: &Path, pg_bin: Option<&Path>) -> anyhow::Result
         run_as_postgres: is_root(),
         port: 0,
         password: String::new(),
+        started_here: false,
     };
     cluster.stop()?;
     Ok(true)

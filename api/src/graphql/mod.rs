@@ -13,7 +13,7 @@ use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBui
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::auth::{Actor, Auth};
+use crate::auth::{Actor, ApiScope, Auth, Role};
 use crate::error::{ApiError, ApiResult};
 
 #[derive(MergedObject, Default)]
@@ -41,8 +41,21 @@ pub type ObrolSchema = Schema<Query, Mutation, Subscription>;
 /// Nesting deeper than this is refused before execution. Standard tools' introspection
 /// query (GraphiQL's, graphql-js's `getIntrospectionQuery`) nests about 15 levels.
 pub const MAX_DEPTH: usize = 20;
-/// Each selected field costs 1; a query costing more than this is refused.
-pub const MAX_COMPLEXITY: usize = 2_000;
+/// Each selected field costs 1, a page of a connection costs its `first` times its
+/// selection, a nested list (a user's teams, a team's members) 10 times its selection; a
+/// query costing more than this is refused before it runs.
+pub const MAX_COMPLEXITY: usize = 10_000;
+/// What a nested list (a user's teams, a team's members) multiplies its selection by.
+pub const NESTED_LIST_FACTOR: usize = 10;
+
+/// The cost of a list of `items` whose selection costs `child` each. Capped, so the sum the
+/// validator adds up can never overflow, however absurd the query.
+pub fn list_cost(items: usize, child: usize) -> usize {
+    items
+        .saturating_mul(child)
+        .saturating_add(1)
+        .min(MAX_COMPLEXITY * 1_000)
+}
 
 pub fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     Schema::build(
@@ -78,6 +91,18 @@ pub fn actor<'a>(ctx: &Context<'a>) -> ApiResult<&'a Actor> {
     match ctx.data_opt::<Auth>() {
         Some(auth) => auth.actor(),
         None => Auth::Anonymous.actor(),
+    }
+}
+
+/// For fields of objects reachable from other operations (a user's company, a team's
+/// members): the caller's role and API-key scope must allow what the field shows. Without
+/// an actor the object came from `signUp`/`logIn`/`acceptInvite`, whose caller just proved
+/// who they are, so the field is theirs to see.
+pub fn require_for_field(ctx: &Context<'_>, min_role: Role, scope: ApiScope) -> ApiResult<()> {
+    match ctx.data_opt::<Auth>() {
+        Some(Auth::Actor(actor)) => actor.require(min_role, scope),
+        Some(Auth::Rejected) => Auth::Rejected.actor().map(|_| ()),
+        Some(Auth::Anonymous) | None => Ok(()),
     }
 }
 

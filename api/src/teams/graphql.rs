@@ -8,7 +8,7 @@ use crate::auth::{ApiScope, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::connection::{self, CountedConnection};
 use crate::graphql::loaders::MembersOfTeam;
-use crate::graphql::{actor, loader, parse_id, state, to_id};
+use crate::graphql::{actor, loader, parse_id, require_for_field, state, to_id};
 use crate::users::graphql::User;
 
 /// A group of users (Sales, Support, ...) that conversations can be routed to.
@@ -29,7 +29,11 @@ impl Team {
     }
 
     /// Members in the order they joined.
+    #[graphql(
+        complexity = "crate::graphql::list_cost(crate::graphql::NESTED_LIST_FACTOR, child_complexity)"
+    )]
     async fn members(&self, ctx: &Context<'_>) -> ApiResult<Vec<User>> {
+        require_for_field(ctx, Role::Staff, ApiScope::UsersRead)?;
         let members = loader(ctx)?
             .load_one(MembersOfTeam(self.0.id))
             .await?
@@ -48,6 +52,9 @@ pub struct TeamsQuery;
 
 #[Object]
 impl TeamsQuery {
+    #[graphql(
+        complexity = "crate::graphql::list_cost(first.unwrap_or(20).max(0) as usize, child_complexity)"
+    )]
     async fn teams(
         &self,
         ctx: &Context<'_>,

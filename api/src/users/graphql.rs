@@ -14,7 +14,7 @@ use crate::events::EventKind;
 use crate::graphql::connection::{self, CountedConnection};
 use crate::graphql::loaders::{TeamsOfUser, UserById};
 use crate::graphql::ws::while_authorized;
-use crate::graphql::{actor, loader, parse_id, state, to_id};
+use crate::graphql::{actor, loader, parse_id, require_for_field, state, to_id};
 use crate::teams::graphql::Team;
 
 /// A person who works in the company's inbox.
@@ -58,6 +58,7 @@ impl User {
 
     /// The user's company.
     async fn company(&self, ctx: &Context<'_>) -> ApiResult<Company> {
+        require_for_field(ctx, Role::Staff, ApiScope::SettingsRead)?;
         // A User is only ever built from a row its caller may see (or, right after logging
         // in, the caller's own row), so its company is the caller's.
         let mut tx = state(ctx).db.tenant(self.0.company_id).await?;
@@ -67,7 +68,11 @@ impl User {
     }
 
     /// Teams the user belongs to, by name.
+    #[graphql(
+        complexity = "crate::graphql::list_cost(crate::graphql::NESTED_LIST_FACTOR, child_complexity)"
+    )]
     async fn teams(&self, ctx: &Context<'_>) -> ApiResult<Vec<Team>> {
+        require_for_field(ctx, Role::Staff, ApiScope::TeamsRead)?;
         if let Ok(loader) = loader(ctx) {
             let teams = loader
                 .load_one(TeamsOfUser(self.0.id))
@@ -116,6 +121,9 @@ impl UsersQuery {
     }
 
     /// The company's users, oldest first.
+    #[graphql(
+        complexity = "crate::graphql::list_cost(first.unwrap_or(20).max(0) as usize, child_complexity)"
+    )]
     async fn users(
         &self,
         ctx: &Context<'_>,

@@ -109,6 +109,8 @@ pub async fn invite(
     role: Role,
     team_ids: &[Uuid],
 ) -> ApiResult<Invitation> {
+    // An invitation is a credential: API keys cannot mint one.
+    actor.require_session()?;
     actor.require(Role::TeamAdmin, ApiScope::UsersWrite)?;
     if actor.role != Role::Admin && (role != Role::Staff || team_ids.is_empty()) {
         return Err(ApiError::forbidden(
@@ -239,6 +241,7 @@ pub async fn deactivate(state: &AppState, actor: &Actor, user_id: Uuid) -> ApiRe
     state.credentials.forget_user(user_id);
     crate::auth::store::revoke_all_sessions(&mut tx, user_id).await?;
     crate::auth::store::revoke_api_keys_of(&mut tx, user_id).await?;
+    store::void_open_invites(&mut tx, user_id).await?;
     audit::record(
         &mut tx,
         actor,

@@ -179,23 +179,24 @@ pub async fn set_presence(
     .await
 }
 
-/// Sets the password of an invited user and makes the account active.
+/// Sets the password of an invited user and makes the account active; `None` when the user
+/// is no longer invited (e.g. deactivated while the invitation was being accepted).
 pub async fn activate_with_password(
     conn: &mut PgConnection,
     id: Uuid,
     password_hash: &str,
     name: Option<&str>,
-) -> sqlx::Result<UserRow> {
+) -> sqlx::Result<Option<UserRow>> {
     sqlx::query_as(concat!(
         "update users set password_hash = $2, name = coalesce($3, name), status = 'ACTIVE',
                 updated_at = now()
-         where id = $1 returning ",
+         where id = $1 and status = 'INVITED' returning ",
         user_columns!()
     ))
     .bind(id)
     .bind(password_hash)
     .bind(name)
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await
 }
 
@@ -224,6 +225,18 @@ pub async fn insert_invite(
     .bind(token_hash)
     .bind(invited_by)
     .bind(expires_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends a user's open invitations (when they are deactivated before accepting).
+pub async fn void_open_invites(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "update invites set expires_at = least(expires_at, now())
+         where user_id = $1 and accepted_at is null",
+    )
+    .bind(user_id)
     .execute(conn)
     .await?;
     Ok(())

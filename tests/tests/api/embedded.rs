@@ -104,3 +104,32 @@ async fn a_crashed_run_does_not_prevent_the_next_start() {
     assert!(log_in(&third, &email, &password).await["errors"].is_null());
     terminate(&mut third).await;
 }
+
+#[tokio::test]
+async fn a_one_off_migrate_leaves_the_running_servers_database_alone() {
+    let dir = TempDir::new();
+    let mut server = TestServer::start(&embedded_env(&dir.path)).await.unwrap();
+
+    let migrate = tokio::process::Command::new(obrol_tests::obrol_bin())
+        .arg("migrate")
+        .env("OBROL_DATA_DIR", &dir.path)
+        .env("OBROL_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+
+    let ready = reqwest::get(format!("{}/readyz", server.url))
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status(),
+        200,
+        "obrol migrate stopped the server's database"
+    );
+    terminate(&mut server).await;
+}

@@ -91,16 +91,16 @@ async fn health_readiness_and_metrics_answer() {
 #[tokio::test]
 async fn a_query_nested_too_deep_is_refused_before_it_runs() {
     let app = TestApp::spawn().await;
-    let admin = app.sign_up("Acme").await;
+    // Type references nest without lists, so this is deep without being costly.
     let mut query = String::from("name");
-    for _ in 0..10 {
-        query = format!("teams {{ members {{ {query} }} }}");
+    for _ in 0..25 {
+        query = format!("ofType {{ {query} }}");
     }
 
     let response = app
         .gql(
-            Some(&admin.token),
-            &format!("{{ me {{ {query} }} }}"),
+            None,
+            &format!("{{ __type(name: \"User\") {{ fields {{ type {{ {query} }} }} }} }}"),
             json!({}),
         )
         .await;
@@ -215,7 +215,7 @@ async fn a_query_selecting_too_many_fields_is_refused_before_it_runs() {
     let app = TestApp::spawn().await;
     let admin = app.sign_up("Acme").await;
     // Aliases let one request ask for the same field thousands of times.
-    let fields: String = (0..2_100).map(|i| format!("a{i}: name ")).collect();
+    let fields: String = (0..10_100).map(|i| format!("a{i}: name ")).collect();
 
     let response = app
         .gql(
@@ -232,5 +232,26 @@ async fn a_query_selecting_too_many_fields_is_refused_before_it_runs() {
             .unwrap()
             .contains("complex"),
         "{response}"
+    );
+}
+
+#[tokio::test]
+async fn nested_lists_multiply_the_cost_of_a_query() {
+    let app = TestApp::spawn().await;
+    let admin = app.sign_up("Acme").await;
+    let affordable =
+        "{ users(first: 100) { totalCount edges { cursor node { id name teams { name } } } } }";
+    let explosive = "{ users(first: 100) { edges { node { teams { members { teams { members { email } } } } } } } }";
+
+    app.gql_ok(Some(&admin.token), affordable, json!({})).await;
+    let refused = app.gql(Some(&admin.token), explosive, json!({})).await;
+
+    assert!(refused["data"].is_null());
+    assert!(
+        refused["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("complex"),
+        "{refused}"
     );
 }

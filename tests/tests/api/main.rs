@@ -2,6 +2,7 @@
 
 mod auth;
 mod cli;
+mod credentials;
 mod embedded;
 mod gateway;
 mod isolation;
