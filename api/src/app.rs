@@ -34,7 +34,7 @@ use crate::db::embedded::{self, Durability, EmbeddedCluster};
 use crate::db::{self, Db};
 use crate::events::EventBus;
 use crate::graphql::loaders::TenantLoader;
-use crate::graphql::ws::WsCredential;
+use crate::graphql::ws::{SocketExecutor, WsCredential};
 use crate::graphql::{self as gql, ObrolSchema, RequestMeta};
 use crate::seed::{self, DemoCredentials};
 
@@ -302,7 +302,11 @@ async fn graphql_ws(
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(http.app.config.max_body_bytes)
         .on_upgrade(move |stream| {
-            GraphQLWebSocket::new(stream, schema, protocol)
+            let executor = SocketExecutor {
+                schema,
+                state: state.clone(),
+            };
+            GraphQLWebSocket::new(stream, executor, protocol)
                 .on_connection_init(move |payload| async move {
                     let token = ["token", "authToken", "Authorization", "authorization"]
                         .iter()

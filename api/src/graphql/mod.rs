@@ -65,7 +65,6 @@ pub fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     )
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
-    .extension(ws::ReauthenticateSockets)
 }
 
 pub fn build(state: AppState) -> ObrolSchema {

@@ -4,18 +4,20 @@
 //! hours and run many operations. Resolving the token once would let a socket keep powers its
 //! user has lost (demoted, deactivated, logged out). So the connection keeps only the token,
 //! and the token is resolved again (usually from the credential cache, so without a database
-//! round trip) before every operation and before every subscription event.
+//! round trip) before every operation ([`SocketExecutor`]) and before every subscription
+//! event ([`while_authorized`]).
 
+use std::any::TypeId;
+use std::future::Future;
 use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, NoCache};
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
-};
-use async_graphql::{Request, ServerResult};
+use async_graphql::{Data, Executor, Request, Response};
+use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 
 use super::loaders::TenantLoader;
+use super::ObrolSchema;
 use crate::app::AppState;
 use crate::auth::{authenticate, ApiScope, Auth, Role};
 
@@ -36,42 +38,52 @@ impl WsCredential {
     }
 }
 
-/// Schema extension: for operations on a WebSocket, resolves the connection's token again
-/// and puts the resulting `Auth` (and a DataLoader) into the operation's data.
-pub struct ReauthenticateSockets;
-
-impl ExtensionFactory for ReauthenticateSockets {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ReauthenticateSocketsExtension)
-    }
+/// The executor behind `/graphql/ws`: the schema, but every operation first resolves the
+/// connection's token again and runs with the resulting `Auth` (and a DataLoader). Plain HTTP
+/// requests do not pass through here, so they pay nothing for it.
+#[derive(Clone)]
+pub struct SocketExecutor {
+    pub schema: ObrolSchema,
+    pub state: AppState,
 }
 
-struct ReauthenticateSocketsExtension;
+impl Executor for SocketExecutor {
+    fn execute(&self, request: Request) -> impl Future<Output = Response> + Send {
+        // graphql-ws runs every operation through `execute_stream`; this path has no socket.
+        let schema = self.schema.clone();
+        async move { schema.execute(request).await }
+    }
 
-#[async_trait::async_trait]
-impl Extension for ReauthenticateSocketsExtension {
-    async fn prepare_request(
+    fn execute_stream(
         &self,
-        ctx: &ExtensionContext<'_>,
         request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        let (Some(credential), Some(state)) =
-            (ctx.data_opt::<WsCredential>(), ctx.data_opt::<AppState>())
-        else {
-            return next.run(ctx, request).await;
-        };
-        let auth = credential.resolve(state).await;
-        let mut request = request;
-        if let Auth::Actor(actor) = &auth {
-            let loader = TenantLoader {
-                db: state.db.clone(),
-                company_id: actor.company_id,
-            };
-            // No cache: a subscription's loader lives as long as the operation.
-            request = request.data(DataLoader::with_cache(loader, tokio::spawn, NoCache));
-        }
-        next.run(ctx, request.data(auth)).await
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        let schema = self.schema.clone();
+        let state = self.state.clone();
+        let credential = session_data
+            .as_ref()
+            .and_then(|data| data.get(&TypeId::of::<WsCredential>()))
+            .and_then(|value| value.downcast_ref::<WsCredential>())
+            .cloned();
+        futures_util::stream::once(async move {
+            let mut request = request;
+            if let Some(credential) = credential {
+                let auth = credential.resolve(&state).await;
+                if let Auth::Actor(actor) = &auth {
+                    let loader = TenantLoader {
+                        db: state.db.clone(),
+                        company_id: actor.company_id,
+                    };
+                    // No cache: a subscription's loader lives as long as the operation.
+                    request = request.data(DataLoader::with_cache(loader, tokio::spawn, NoCache));
+                }
+                request = request.data(auth);
+            }
+            schema.execute_stream_with_session_data(request, session_data.unwrap_or_default())
+        })
+        .flatten()
+        .boxed()
     }
 }
 
