@@ -318,6 +318,64 @@ impl TestApp {
     }
 }
 
+/// The TOTP code an authenticator app would show now for `secret_base32`.
+pub fn totp_code(secret_base32: &str) -> String {
+    let seed = totp_rs::Secret::Encoded(secret_base32.to_string())
+        .to_bytes()
+        .expect("a base32 TOTP secret");
+    let totp = totp_rs::TOTP::new(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        seed,
+        None,
+        "test".into(),
+    )
+    .expect("a valid TOTP");
+    totp.generate_current().expect("the system clock")
+}
+
+/// Two-factor authentication as turned on by [`TestApp::enable_two_factor`].
+pub struct TwoFactor {
+    pub secret: String,
+    pub recovery_codes: Vec<String>,
+}
+
+impl TestApp {
+    /// Turns on two-factor authentication for `user` through the API.
+    pub async fn enable_two_factor(&self, user: &Session) -> TwoFactor {
+        let setup = self
+            .gql_ok(
+                Some(&user.token),
+                "mutation { startTwoFactorSetup { secret } }",
+                json!({}),
+            )
+            .await;
+        let secret = setup["startTwoFactorSetup"]["secret"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let confirmed = self
+            .gql_ok(
+                Some(&user.token),
+                "mutation($c: String!) { confirmTwoFactorSetup(code: $c) }",
+                json!({ "c": totp_code(&secret) }),
+            )
+            .await;
+        let recovery_codes = confirmed["confirmTwoFactorSetup"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|code| code.as_str().unwrap().to_string())
+            .collect();
+        TwoFactor {
+            secret,
+            recovery_codes,
+        }
+    }
+}
+
 pub async fn gql_at(
     http: &reqwest::Client,
     base: &str,

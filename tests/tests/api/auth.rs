@@ -1,6 +1,6 @@
 //! Signing up, logging in, sessions, back-off, two-factor and API keys.
 
-use obrol_tests::{error_code, TestApp, PASSWORD};
+use obrol_tests::{error_code, totp_code, TestApp, PASSWORD};
 use serde_json::json;
 
 const LOG_IN: &str =
@@ -197,23 +197,6 @@ async fn garbage_and_missing_tokens_are_unauthenticated() {
     }
 }
 
-fn current_code(secret_base32: &str) -> String {
-    let secret = totp_rs::Secret::Encoded(secret_base32.to_string())
-        .to_bytes()
-        .unwrap();
-    let totp = totp_rs::TOTP::new(
-        totp_rs::Algorithm::SHA1,
-        6,
-        1,
-        30,
-        secret,
-        None,
-        "test".into(),
-    )
-    .unwrap();
-    totp.generate_current().unwrap()
-}
-
 #[tokio::test]
 async fn two_factor_is_required_once_enabled_and_codes_work_once() {
     let app = TestApp::spawn().await;
@@ -246,7 +229,7 @@ async fn two_factor_is_required_once_enabled_and_codes_work_once() {
         .gql_ok(
             Some(&admin.token),
             "mutation($c: String!) { confirmTwoFactorSetup(code: $c) }",
-            json!({ "c": current_code(&secret) }),
+            json!({ "c": totp_code(&secret) }),
         )
         .await;
     let recovery_codes: Vec<String> = confirmed["confirmTwoFactorSetup"]

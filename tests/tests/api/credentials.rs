@@ -127,41 +127,11 @@ async fn reactivating_someone_who_never_accepted_does_not_revive_the_old_invitat
     assert_eq!(error_code(&accepted), Some("NOT_FOUND"), "{accepted}");
 }
 
-fn current_code(secret_base32: &str) -> String {
-    let secret = totp_rs::Secret::Encoded(secret_base32.to_string())
-        .to_bytes()
-        .unwrap();
-    let totp =
-        totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret, None, "t".into()).unwrap();
-    totp.generate_current().unwrap()
-}
-
 #[tokio::test]
 async fn turning_two_factor_off_needs_password_and_code_and_failures_lock_the_account() {
     let app = TestApp::spawn().await;
     let admin = app.sign_up("Acme").await;
-    let setup = app
-        .gql_ok(
-            Some(&admin.token),
-            "mutation { startTwoFactorSetup { secret } }",
-            json!({}),
-        )
-        .await;
-    let secret = setup["startTwoFactorSetup"]["secret"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let confirmed = app
-        .gql_ok(
-            Some(&admin.token),
-            "mutation($c: String!) { confirmTwoFactorSetup(code: $c) }",
-            json!({ "c": current_code(&secret) }),
-        )
-        .await;
-    let recovery = confirmed["confirmTwoFactorSetup"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let recovery = app.enable_two_factor(&admin).await.recovery_codes[0].clone();
     let disable = "mutation($p: String!, $c: String!) { disableTwoFactor(password: $p, code: $c) }";
 
     // A right password with a wrong code does not do it, and neither do guessed passwords;

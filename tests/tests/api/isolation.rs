@@ -275,30 +275,6 @@ async fn lists_show_only_the_callers_company() {
     }
 }
 
-/// Turns on two-factor authentication for `user`, which leaves recovery codes in the database.
-async fn enable_two_factor(app: &TestApp, user: &Session) {
-    let setup = app
-        .gql_ok(
-            Some(&user.token),
-            "mutation { startTwoFactorSetup { secret } }",
-            json!({}),
-        )
-        .await;
-    let secret = setup["startTwoFactorSetup"]["secret"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let seed = totp_rs::Secret::Encoded(secret).to_bytes().unwrap();
-    let totp =
-        totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, seed, None, "t".into()).unwrap();
-    app.gql_ok(
-        Some(&user.token),
-        "mutation($c: String!) { confirmTwoFactorSetup(code: $c) }",
-        json!({ "c": totp.generate_current().unwrap() }),
-    )
-    .await;
-}
-
 /// A transaction acting as the application role, for `company` when one is given.
 async fn as_app<'c>(db: &'c mut PgConnection, company: Option<&str>) -> Transaction<'c, Postgres> {
     let mut tx = db.begin().await.unwrap();
@@ -339,7 +315,7 @@ async fn execute_as_app(
 async fn row_level_security_shows_the_application_role_only_its_own_company() {
     let app = TestApp::spawn().await;
     let a = arrange_company_a(&app).await;
-    enable_two_factor(&app, &a.admin).await;
+    app.enable_two_factor(&a.admin).await; // leaves recovery codes in the database
     let b = app.sign_up("Company B").await;
     let (a_id, b_id) = (a.admin.company_id.as_str(), b.company_id.as_str());
     let mut db = app.db.superuser().await.unwrap();
