@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::Data;
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::{GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
 use axum::extract::{MatchedPath, Request, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -29,14 +29,21 @@ use tower_http::limit::RequestBodyLimitLayer;
 use crate::auth::cache::CredentialCache;
 use crate::auth::secrets::Sealer;
 use crate::auth::{authenticate, Auth};
-use crate::config::Config;
+use crate::config::{Config, EmbeddingsConfig, KnowledgeConfig};
 use crate::db::embedded::{self, Durability, EmbeddedCluster};
 use crate::db::{self, Db};
 use crate::events::EventBus;
 use crate::graphql::loaders::TenantLoader;
 use crate::graphql::ws::{SocketExecutor, WsCredential};
 use crate::graphql::{self as gql, ObrolSchema, RequestMeta};
+use crate::knowledge::Knowledge;
 use crate::seed::{self, DemoCredentials};
+use object_store::local::LocalFileSystem;
+use obrol_knowledge::embed::local::LocalEmbedder;
+use obrol_knowledge::embed::openai::OpenAiEmbedder;
+use obrol_knowledge::embed::Embedder;
+use obrol_knowledge::fulltext::FullText;
+use obrol_knowledge::web::FetchPolicy;
 
 /// What every request handler and feature function can reach.
 #[derive(Clone)]
@@ -47,6 +54,7 @@ pub struct AppState {
     pub events: EventBus,
     /// Resolved credentials, kept briefly (see `auth::cache`).
     pub credentials: Arc<CredentialCache>,
+    pub knowledge: Arc<Knowledge>,
 }
 
 #[derive(Clone)]
@@ -132,7 +140,78 @@ fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
     Ok(HANDLE.get().cloned().unwrap_or(handle))
 }
 
+async fn build_knowledge(config: &KnowledgeConfig) -> anyhow::Result<Knowledge> {
+    let embedder: Arc<dyn Embedder> = match &config.embeddings {
+        EmbeddingsConfig::Local { model_dir } => {
+            let model = LocalEmbedder::lazy(model_dir);
+            if !model.files_present() {
+                tracing::warn!(
+                    "the embedding model is missing from {}; knowledge sources will fail until \
+                     scripts/bootstrap installs it (make run does)",
+                    model_dir.display()
+                );
+            }
+            Arc::new(model)
+        }
+        EmbeddingsConfig::OpenAi {
+            base_url,
+            api_key,
+            model,
+        } => Arc::new(OpenAiEmbedder::new(base_url, api_key, model)),
+    };
+    std::fs::create_dir_all(&config.files_dir)
+        .with_context(|| format!("cannot create {}", config.files_dir.display()))?;
+    let objects = Arc::new(
+        LocalFileSystem::new_with_prefix(&config.files_dir)
+            .with_context(|| format!("cannot use {}", config.files_dir.display()))?,
+    );
+    let index_dir = config.index_dir.clone();
+    let fulltext = tokio::task::spawn_blocking(move || FullText::open(Some(&index_dir)))
+        .await?
+        .with_context(|| {
+            format!(
+                "cannot open the full-text index in {}",
+                config.index_dir.display()
+            )
+        })?;
+    Ok(Knowledge {
+        fulltext: Arc::new(fulltext),
+        embedder,
+        objects,
+        inspect: Knowledge::isolation(Duration::from_secs(30), config.extract_memory_mb),
+        extract: Knowledge::isolation(config.extract_timeout, config.extract_memory_mb),
+        fetch: FetchPolicy {
+            allow_private: config.allow_private_urls,
+            timeout: config.fetch_timeout,
+            google_base: config.google_docs_base.clone(),
+            ..FetchPolicy::default()
+        },
+        index_changed: Arc::new(tokio::sync::Notify::new()),
+        jobs_queued: Arc::new(tokio::sync::Notify::new()),
+    })
+}
+
 impl App {
+    /// Starts this process's background work: job workers and the full-text index sync.
+    pub fn start_background(&self) {
+        let state = self.state.clone();
+        let workers = crate::jobs::Workers::start(
+            state.db.clone(),
+            vec![crate::knowledge::INGEST_JOB.to_string()],
+            crate::knowledge::pipeline::handler(state.clone()),
+            state.config.knowledge.job_workers,
+            state.config.knowledge.job_lease,
+        );
+        let queued = state.knowledge.jobs_queued.clone();
+        tokio::spawn(async move {
+            loop {
+                queued.notified().await;
+                workers.wake();
+            }
+        });
+        crate::knowledge::index::spawn_sync(state);
+    }
+
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let database = open_database(&config).await?;
         db::migrate(&database.options.clone().disable_statement_logging())
@@ -142,12 +221,14 @@ impl App {
         let sealer = secret_key(&config)?;
         let credentials = Arc::new(CredentialCache::new(config.credential_cache_ttl));
         let events = EventBus::start(db.pool(), credentials.clone()).await?;
+        let knowledge = Arc::new(build_knowledge(&config.knowledge).await?);
         let state = AppState {
             db,
             config: Arc::new(config),
             sealer,
             events,
             credentials,
+            knowledge,
         };
 
         let demo = if database.cluster.is_some() && state.config.seed_demo {
@@ -231,7 +312,10 @@ fn router(http: HttpState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        // /graphql applies its own, tighter limits (JSON vs. uploads) as it reads.
+        .layer(RequestBodyLimitLayer::new(
+            max_body_bytes.max(UPLOAD_REQUEST_LIMIT),
+        ))
         .with_state(http)
         .merge(assets)
         .layer(middleware::from_fn(track_requests))
@@ -247,11 +331,85 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     Some(token.trim())
 }
 
-async fn graphql(
-    State(http): State<HttpState>,
-    headers: HeaderMap,
-    request: GraphQLRequest,
-) -> Response {
+/// The most a multipart request (one file plus the operation) may carry.
+const UPLOAD_REQUEST_LIMIT: usize = obrol_knowledge::limits::MAX_BYTES as usize + 1024 * 1024;
+
+fn request_error(status: StatusCode, code: &str, message: String) -> Response {
+    let body = serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": code } }]
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+/// Reads a GraphQL request: JSON up to `OBROL_MAX_BODY_BYTES`, or a multipart upload up to
+/// the knowledge file limit, spooled to a temporary file. A body over its limit is cut off
+/// as soon as the limit is passed (at once when Content-Length says so), so a 2 GB upload
+/// never sits in memory or on disk.
+async fn read_graphql_request(
+    http: &HttpState,
+    headers: &HeaderMap,
+    request: Request,
+) -> Result<async_graphql::Request, Response> {
+    use futures_util::{StreamExt, TryStreamExt};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let multipart = content_type
+        .as_deref()
+        .is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let limit = if multipart {
+        UPLOAD_REQUEST_LIMIT
+    } else {
+        http.app.config.max_body_bytes
+    };
+    let too_large = || {
+        let message = if multipart {
+            format!(
+                "A file may be at most {} MB.",
+                obrol_knowledge::limits::MAX_BYTES / (1024 * 1024)
+            )
+        } else {
+            format!("The request body is larger than {limit} bytes.")
+        };
+        request_error(StatusCode::PAYLOAD_TOO_LARGE, "LIMIT_EXCEEDED", message)
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let stream = request.into_body().into_data_stream().map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        if counter.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len() > limit {
+            return Err(std::io::Error::other("request body over its limit"));
+        }
+        Ok(chunk)
+    });
+    let options = async_graphql::http::MultipartOptions::default()
+        .max_file_size(obrol_knowledge::limits::MAX_BYTES as usize)
+        .max_num_files(1);
+    let parsed =
+        async_graphql::http::receive_body(content_type, stream.into_async_read(), options).await;
+    match parsed {
+        Ok(request) => Ok(request),
+        Err(_) if seen.load(Ordering::Relaxed) > limit => Err(too_large()),
+        Err(async_graphql::ParseRequestError::PayloadTooLarge) => Err(too_large()),
+        Err(err) => Err(request_error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            format!("The request could not be read: {err}"),
+        )),
+    }
+}
+
+async fn graphql(State(http): State<HttpState>, headers: HeaderMap, request: Request) -> Response {
     let auth = match headers.get(header::AUTHORIZATION) {
         None => Auth::Anonymous,
         Some(_) => match bearer_token(&headers) {
@@ -273,7 +431,11 @@ async fn graphql(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|ua| ua.chars().take(300).collect());
-    let mut request = request.into_inner().data(RequestMeta { user_agent });
+    let request = match read_graphql_request(&http, &headers, request).await {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let mut request = request.data(RequestMeta { user_agent });
     if let Auth::Actor(actor) = &auth {
         let loader = TenantLoader {
             db: http.app.db.clone(),

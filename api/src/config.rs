@@ -33,6 +33,45 @@ pub struct Config {
     pub graphiql_assets: PathBuf,
     /// Seed the demo company on first start of the embedded cluster (`OBROL_SEED_DEMO`).
     pub seed_demo: bool,
+    pub knowledge: KnowledgeConfig,
+}
+
+/// Where knowledge vectors come from.
+#[derive(Clone, Debug)]
+pub enum EmbeddingsConfig {
+    /// all-MiniLM-L6-v2 in-process, from this directory (`OBROL_EMBEDDING_MODEL_DIR`).
+    Local { model_dir: PathBuf },
+    /// An OpenAI-compatible `/embeddings` endpoint (`OBROL_EMBEDDINGS=openai`).
+    OpenAi {
+        base_url: String,
+        api_key: String,
+        model: String,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct KnowledgeConfig {
+    pub embeddings: EmbeddingsConfig,
+    /// Uploaded and fetched files (`OBROL_FILES_DIR`, default `<data dir>/files`).
+    pub files_dir: PathBuf,
+    /// This node's full-text index (`OBROL_INDEX_DIR`, default `<data dir>/index`).
+    pub index_dir: PathBuf,
+    /// Lets knowledge URLs reach private and loopback addresses (`OBROL_KNOWLEDGE_ALLOW_PRIVATE_URLS`;
+    /// for tests only: with it, the server can be made to fetch internal services).
+    pub allow_private_urls: bool,
+    /// Where Google Docs/Sheets exports are fetched from (`OBROL_GOOGLE_DOCS_BASE`).
+    pub google_docs_base: String,
+    /// Limit on reading one file in the isolated reader (`OBROL_EXTRACT_TIMEOUT_SECONDS`).
+    pub extract_timeout: Duration,
+    /// Memory one isolated reader may use (`OBROL_EXTRACT_MEMORY_MB`).
+    pub extract_memory_mb: u64,
+    /// Limit on fetching one web page (`OBROL_FETCH_TIMEOUT_SECONDS`).
+    pub fetch_timeout: Duration,
+    /// Background job workers in this process (`OBROL_JOB_WORKERS`).
+    pub job_workers: usize,
+    /// How long a job stays claimed by a worker that stopped answering
+    /// (`OBROL_JOB_LEASE_SECONDS`); after it, another worker takes the job over.
+    pub job_lease: Duration,
 }
 
 impl Config {
@@ -62,7 +101,37 @@ impl Config {
             "OBROL_GRAPHIQL_ASSETS",
             "frontend/graphiql/node_modules",
         ));
+        let embeddings = match env_or("OBROL_EMBEDDINGS", "local").as_str() {
+            "local" => EmbeddingsConfig::Local {
+                model_dir: std::env::var_os("OBROL_EMBEDDING_MODEL_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| data_dir.join("models/all-MiniLM-L6-v2")),
+            },
+            "openai" => EmbeddingsConfig::OpenAi {
+                base_url: env_or("OBROL_EMBEDDINGS_BASE_URL", "https://api.openai.com/v1"),
+                api_key: std::env::var("OBROL_EMBEDDINGS_API_KEY").unwrap_or_default(),
+                model: env_or("OBROL_EMBEDDINGS_MODEL", "text-embedding-3-small"),
+            },
+            other => bail!("OBROL_EMBEDDINGS must be 'local' or 'openai', not '{other}'"),
+        };
+        let knowledge = KnowledgeConfig {
+            embeddings,
+            files_dir: std::env::var_os("OBROL_FILES_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| data_dir.join("files")),
+            index_dir: std::env::var_os("OBROL_INDEX_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| data_dir.join("index")),
+            allow_private_urls: parse_env("OBROL_KNOWLEDGE_ALLOW_PRIVATE_URLS", false)?,
+            google_docs_base: env_or("OBROL_GOOGLE_DOCS_BASE", "https://docs.google.com"),
+            extract_timeout: Duration::from_secs(parse_env("OBROL_EXTRACT_TIMEOUT_SECONDS", 120)?),
+            extract_memory_mb: parse_env("OBROL_EXTRACT_MEMORY_MB", 2048)?,
+            fetch_timeout: Duration::from_secs(parse_env("OBROL_FETCH_TIMEOUT_SECONDS", 20)?),
+            job_workers: parse_env("OBROL_JOB_WORKERS", 2)?,
+            job_lease: Duration::from_secs(parse_env::<u64>("OBROL_JOB_LEASE_SECONDS", 60)?.max(2)),
+        };
         Ok(Self {
+            knowledge,
             listen,
             database_url,
             data_dir,

@@ -38,6 +38,11 @@ pub enum EventKind {
         presence: String,
         at: DateTime<Utc>,
     },
+    /// A knowledge source changed status or progress, or was deleted.
+    KnowledgeSourceUpdated {
+        source: Box<crate::knowledge::store::SourceRow>,
+        deleted: bool,
+    },
 }
 
 /// Queues `event` for delivery when the current transaction commits.

@@ -25,6 +25,16 @@ enum Command {
     Schema,
     /// Create the demo company if it does not exist and print its credentials.
     Seed,
+    /// Rebuild this node's full-text index of knowledge passages from PostgreSQL.
+    Reindex,
+    /// Internal: read one document from stdin in isolation (the server starts this itself).
+    #[command(hide = true)]
+    ExtractWorker {
+        #[arg(long)]
+        mode: obrol_knowledge::extract::isolated::Mode,
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 fn init_logging(json: bool) {
@@ -40,9 +50,23 @@ fn init_logging(json: bool) {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The isolated document reader runs before any runtime or logging exists: it reads
+    // stdin, writes one JSON answer, and exits.
+    if let Some(Command::ExtractWorker { mode, name }) = &cli.command {
+        std::process::exit(obrol_knowledge::extract::isolated::child_main(
+            *mode,
+            name.as_deref(),
+        ));
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Schema) = cli.command {
         print!("{}", obrol_api::graphql::sdl());
         return Ok(());
@@ -70,12 +94,27 @@ async fn main() -> anyhow::Result<()> {
             }
             app.close().await
         }
-        Command::Schema => unreachable!("handled above"),
+        Command::Reindex => {
+            let config = Config {
+                listen: "127.0.0.1:0".parse()?,
+                seed_demo: false,
+                ..config
+            };
+            let app = App::build(config).await?;
+            let sources = obrol_api::knowledge::index::rebuild(&app.state).await?;
+            println!(
+                "full-text index rebuilt: {sources} sources, {} passages",
+                app.state.knowledge.fulltext.num_docs()
+            );
+            app.close().await
+        }
+        Command::Schema | Command::ExtractWorker { .. } => unreachable!("handled above"),
     }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = App::build(config).await?;
+    app.start_background();
     let url = format!("http://{}", app.address);
     if let Some(demo) = &app.demo {
         println!("demo login: {} / {}", demo.email, demo.password);

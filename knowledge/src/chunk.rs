@@ -6,6 +6,8 @@
 //! estimated word-piece tokens because the local embedding model reads at most 256 of them:
 //! [`MAX_TOKENS`] leaves room for the heading path that is embedded with the text.
 //!
+//! A passage never spans a page break, so the page it cites is exact.
+//!
 //! Overlap is only added where structure gives no boundary: when one paragraph is too long
 //! for a passage, it is split at sentence ends and each piece repeats the previous piece's
 //! last sentence (up to [`OVERLAP_TOKENS`]), so a fact stated across the split is still
@@ -126,7 +128,9 @@ impl Builder {
             }
             return;
         }
-        if self.tokens + tokens > TARGET_TOKENS && !self.parts.is_empty() {
+        // A passage stays on one page, so its page number is exact.
+        let new_page = matches!((self.pages, page), (Some((_, last)), Some(p)) if p != last);
+        if (self.tokens + tokens > TARGET_TOKENS || new_page) && !self.parts.is_empty() {
             self.flush();
         }
         self.parts.push(text.to_string());
@@ -302,7 +306,9 @@ mod tests {
 
     #[test]
     fn small_paragraphs_are_packed_and_long_ones_split_with_overlap() {
-        let small: Vec<Block> = (0..10).map(|i| para(&format!("Fact number {i}."))).collect();
+        let small: Vec<Block> = (0..10)
+            .map(|i| para(&format!("Fact number {i}.")))
+            .collect();
         assert_eq!(chunk(&small).len(), 1);
 
         let long: String = (0..120)

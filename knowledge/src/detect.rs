@@ -175,7 +175,10 @@ fn detect_zip(bytes: &[u8]) -> Result<Format, ExtractError> {
         if mime.trim() == "application/vnd.oasis.opendocument.spreadsheet" {
             return Ok(Format::Ods);
         }
-        if mime.trim().starts_with("application/vnd.oasis.opendocument.text") {
+        if mime
+            .trim()
+            .starts_with("application/vnd.oasis.opendocument.text")
+        {
             return Err(ExtractError::Unsupported(
                 "OpenDocument text (odt) is not supported yet; save it as DOCX or PDF".into(),
             ));
@@ -223,7 +226,10 @@ mod tests {
 
     #[test]
     fn text_formats_follow_content_then_name() {
-        assert_eq!(detect(b"%PDF-1.7\n...", Some("x.txt")).unwrap(), Format::Pdf);
+        assert_eq!(
+            detect(b"%PDF-1.7\n...", Some("x.txt")).unwrap(),
+            Format::Pdf
+        );
         assert_eq!(
             detect(b"<!DOCTYPE html><html><body>x</body></html>", Some("a.pdf")).unwrap(),
             Format::Html

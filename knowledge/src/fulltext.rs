@@ -170,9 +170,7 @@ impl FullText {
             .writer
             .lock()
             .map_err(|_| FullTextError::Other("writer lock poisoned".into()))?;
-        let mut held = self.held()
-            .into_iter()
-            .collect::<HashMap<_, _>>();
+        let mut held = self.held().into_iter().collect::<HashMap<_, _>>();
         let f = self.fields;
         for change in changes {
             match change {
@@ -282,7 +280,10 @@ impl FullText {
                 Term::from_field_text(field, &value.to_string()),
                 IndexRecordOption::Basic,
             );
-            (Occur::Must, Box::new(ConstScoreQuery::new(Box::new(term), 0.0)))
+            (
+                Occur::Must,
+                Box::new(ConstScoreQuery::new(Box::new(term), 0.0)),
+            )
         };
         let query = BooleanQuery::new(vec![
             filter(f.company, company_id),
@@ -384,8 +385,8 @@ impl Tokenizer for WordsAndCjkBigrams {
                 if j - i == 1 {
                     push(start, end_of(i), &mut tokens);
                 } else {
-                    for k in i..j - 1 {
-                        push(chars[k].0, end_of(k + 1), &mut tokens);
+                    for (k, (offset, _)) in chars.iter().enumerate().take(j - 1).skip(i) {
+                        push(*offset, end_of(k + 1), &mut tokens);
                     }
                 }
                 i = j;
@@ -420,8 +421,14 @@ mod tests {
 
     #[test]
     fn tokenises_latin_and_cjk_scripts() {
-        assert_eq!(tokens("Ongkos-kirim ke Surabaya?"), ["ongkos", "kirim", "ke", "surabaya"]);
-        assert_eq!(tokens("Retourneren één café"), ["retourneren", "een", "cafe"]);
+        assert_eq!(
+            tokens("Ongkos-kirim ke Surabaya?"),
+            ["ongkos", "kirim", "ke", "surabaya"]
+        );
+        assert_eq!(
+            tokens("Retourneren één café"),
+            ["retourneren", "een", "cafe"]
+        );
         assert_eq!(tokens("配送料金"), ["配送", "送料", "料金"]);
         assert_eq!(tokens("Pro版 79"), ["pro", "版", "79"]);
     }
@@ -429,7 +436,12 @@ mod tests {
     #[test]
     fn search_is_filtered_by_company_and_knowledge_base() {
         let index = FullText::open(None).unwrap();
-        let (c1, c2, kb1, kb2) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let (c1, c2, kb1, kb2) = (
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+        );
         let (s1, s2) = (Uuid::now_v7(), Uuid::now_v7());
         let p1 = Uuid::now_v7();
         let p2 = Uuid::now_v7();

@@ -25,7 +25,9 @@ pub const MAX_UNPACKED_BYTES: u64 = 256 * 1024 * 1024;
 pub const MAX_COMPRESSION_RATIO: u64 = 200;
 
 pub fn pages_for_rows(rows: usize) -> u32 {
-    rows.div_ceil(ROWS_PER_PAGE as usize).try_into().unwrap_or(u32::MAX)
+    rows.div_ceil(ROWS_PER_PAGE as usize)
+        .try_into()
+        .unwrap_or(u32::MAX)
 }
 
 pub fn pages_for_chars(chars: usize) -> u32 {

@@ -34,7 +34,8 @@ fn spreadsheets_in_three_formats_give_the_same_rows() {
         assert_eq!(row.kind, BlockKind::Row);
         assert_eq!(row.context.as_deref(), Some("Plans"));
         assert!(
-            row.text.starts_with("Plan: Business; Price: 299 USD/month; Seats: 15; Support: "),
+            row.text
+                .starts_with("Plan: Business; Price: 299 USD/month; Seats: 15; Support: "),
             "{name}: {}",
             row.text
         );
@@ -65,7 +66,11 @@ fn csv_with_commas_and_semicolons() {
         .iter()
         .find(|b| b.text.contains("Pangolin pour-over kettle"))
         .unwrap();
-    assert!(kettle.text.contains("Gooseneck spout; matte black"), "{}", kettle.text);
+    assert!(
+        kettle.text.contains("Gooseneck spout; matte black"),
+        "{}",
+        kettle.text
+    );
     assert!(all_text(&doc).contains("Note: Dark roast, at most 1,5 kg per order"));
 }
 
@@ -101,10 +106,7 @@ fn docx_headings_lists_and_tables() {
 #[test]
 fn pdf_pages_are_numbered() {
     let bytes = own_file("policy.pdf");
-    assert_eq!(
-        inspect(&bytes, Some("policy.pdf")).unwrap().pages,
-        3
-    );
+    assert_eq!(inspect(&bytes, Some("policy.pdf")).unwrap().pages, 3);
     let doc = extract(&bytes, Some("policy.pdf")).unwrap();
     assert_eq!(doc.pages, 3);
     for (page, marker) in [(1, "mangrovebloom"), (2, "cardamoth"), (3, "tapirglass")] {
@@ -138,7 +140,10 @@ fn bad_pdfs_get_clear_errors() {
         extract(&truncated, Some("x.pdf")),
         Err(ExtractError::Corrupt(_)) | Err(ExtractError::NoText)
     ));
-    assert_eq!(extract(b"", Some("x.pdf")).unwrap_err(), ExtractError::Empty);
+    assert_eq!(
+        extract(b"", Some("x.pdf")).unwrap_err(),
+        ExtractError::Empty
+    );
 }
 
 /// A PDF with `pages` empty pages, written by hand (the smallest valid structure).
@@ -148,7 +153,10 @@ fn blank_pdf(pages: usize) -> Vec<u8> {
     let kids: Vec<String> = (0..pages).map(|i| format!("{} 0 R", i + 3)).collect();
     let mut objects = vec![
         "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
-        format!("<< /Type /Pages /Kids [{}] /Count {pages} >>", kids.join(" ")),
+        format!(
+            "<< /Type /Pages /Kids [{}] /Count {pages} >>",
+            kids.join(" ")
+        ),
     ];
     for _ in 0..pages {
         objects.push("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>".into());
@@ -182,7 +190,10 @@ fn a_pdf_over_the_page_limit_is_refused_before_reading_it() {
             limit: 1_000
         }
     );
-    assert_eq!(err.to_string(), "The file has 1001 pages; a file may have at most 1000 pages.");
+    assert_eq!(
+        err.to_string(),
+        "The file has 1001 pages; a file may have at most 1000 pages."
+    );
     assert_eq!(inspect(&blank_pdf(2), Some("ok.pdf")).unwrap().pages, 2);
 }
 

@@ -127,6 +127,23 @@ impl TestDatabase {
     }
 }
 
+/// The embedding model scripts/bootstrap installs (`make test` runs it first).
+pub fn model_dir() -> PathBuf {
+    std::env::var_os("OBROL_EMBEDDING_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.obrol/models/all-MiniLM-L6-v2")
+        })
+}
+
+/// Files the project made for its tests (tests/fixtures/knowledge, see its README).
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/knowledge")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// A running `obrol serve` process.
 pub struct TestServer {
     pub url: String,
@@ -143,6 +160,9 @@ impl TestServer {
             .env_remove("DATABASE_URL")
             .env("OBROL_LISTEN", "127.0.0.1:0")
             .env("OBROL_LOG", "warn")
+            // The model scripts/bootstrap installed in the workspace's data directory.
+            .env("OBROL_EMBEDDING_MODEL_DIR", model_dir())
+            .env("OBROL_JOB_WORKERS", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
@@ -186,7 +206,8 @@ pub struct TestApp {
     pub db: TestDatabase,
     pub secret_key: String,
     pub http: reqwest::Client,
-    _data_dir: TempDir,
+    data_dir: TempDir,
+    env: Vec<(&'static str, String)>,
 }
 
 /// A user signed up or logged in during a test.
@@ -206,13 +227,17 @@ impl TestApp {
         Self::spawn_with(&[]).await
     }
 
-    pub async fn spawn_with(extra_env: &[(&str, String)]) -> Self {
+    pub async fn spawn_with(extra_env: &[(&'static str, String)]) -> Self {
         let db = TestDatabase::create().await.expect("test database");
         let secret_key = hex_key();
         Self::start_on(db, secret_key, extra_env).await
     }
 
-    async fn start_on(db: TestDatabase, secret_key: String, extra_env: &[(&str, String)]) -> Self {
+    async fn start_on(
+        db: TestDatabase,
+        secret_key: String,
+        extra_env: &[(&'static str, String)],
+    ) -> Self {
         let data_dir = TempDir::new();
         let mut env = vec![
             ("DATABASE_URL", db.url.clone()),
@@ -226,8 +251,22 @@ impl TestApp {
             db,
             secret_key,
             http: reqwest::Client::new(),
-            _data_dir: data_dir,
+            data_dir,
+            env,
         }
+    }
+
+    /// This server's data directory (its files and full-text index live there).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir.path
+    }
+
+    /// Kills the server (SIGKILL: no clean shutdown) and starts it again on the same
+    /// database and data directory.
+    pub async fn kill_and_restart(&mut self) {
+        self.server.child.kill().await.expect("kill obrol");
+        let _ = self.server.child.wait().await;
+        self.server = TestServer::start(&self.env).await.expect("restarted obrol");
     }
 
     /// A second `obrol` process on the same database (as a second API node would be).

@@ -88,6 +88,10 @@ pub enum ApiScope {
     AuditRead,
     /// Set the presence of the key's user.
     PresenceWrite,
+    /// Read knowledge bases and search them.
+    KnowledgeRead,
+    /// Create knowledge bases and add, replace, refresh and delete their sources.
+    KnowledgeWrite,
 }
 
 impl ApiScope {
@@ -101,10 +105,12 @@ impl ApiScope {
             ApiScope::SettingsWrite => "settings:write",
             ApiScope::AuditRead => "audit:read",
             ApiScope::PresenceWrite => "presence:write",
+            ApiScope::KnowledgeRead => "knowledge:read",
+            ApiScope::KnowledgeWrite => "knowledge:write",
         }
     }
 
-    pub const ALL: [ApiScope; 8] = [
+    pub const ALL: [ApiScope; 10] = [
         ApiScope::UsersRead,
         ApiScope::UsersWrite,
         ApiScope::TeamsRead,
@@ -113,6 +119,8 @@ impl ApiScope {
         ApiScope::SettingsWrite,
         ApiScope::AuditRead,
         ApiScope::PresenceWrite,
+        ApiScope::KnowledgeRead,
+        ApiScope::KnowledgeWrite,
     ];
 
     pub fn from_name(value: &str) -> Option<Self> {

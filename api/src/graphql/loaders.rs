@@ -92,3 +92,31 @@ impl Loader<TeamsOfUser> for TenantLoader {
         Ok(grouped)
     }
 }
+
+/// Key: the sources of a knowledge base.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SourcesOfBase(pub Uuid);
+
+impl Loader<SourcesOfBase> for TenantLoader {
+    type Value = Vec<crate::knowledge::store::SourceRow>;
+    type Error = ApiError;
+
+    async fn load(
+        &self,
+        keys: &[SourcesOfBase],
+    ) -> Result<HashMap<SourcesOfBase, Self::Value>, ApiError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let mut tx = self.db.tenant(self.company_id).await?;
+        let rows = crate::knowledge::store::sources_of_bases(&mut tx, &ids).await?;
+        tx.commit().await?;
+        let mut grouped: HashMap<SourcesOfBase, Self::Value> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        for row in rows {
+            grouped
+                .entry(SourcesOfBase(row.knowledge_base_id))
+                .or_default()
+                .push(row);
+        }
+        Ok(grouped)
+    }
+}

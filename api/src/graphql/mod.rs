@@ -23,6 +23,7 @@ pub struct Query(
     crate::companies::graphql::CompanyQuery,
     crate::auth::graphql::AuthQuery,
     crate::audit::graphql::AuditQuery,
+    crate::knowledge::graphql::KnowledgeQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -31,10 +32,14 @@ pub struct Mutation(
     crate::users::graphql::UsersMutation,
     crate::teams::graphql::TeamsMutation,
     crate::companies::graphql::CompanyMutation,
+    crate::knowledge::graphql::KnowledgeMutation,
 );
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(crate::users::graphql::UsersSubscription);
+pub struct Subscription(
+    crate::users::graphql::UsersSubscription,
+    crate::knowledge::graphql::KnowledgeSubscription,
+);
 
 pub type ObrolSchema = Schema<Query, Mutation, Subscription>;
 

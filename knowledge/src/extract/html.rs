@@ -12,8 +12,8 @@ use super::sheet::row_text;
 
 /// Elements that never hold the page's content.
 const SKIPPED_TAGS: &[&str] = &[
-    "script", "style", "noscript", "template", "svg", "nav", "footer", "aside", "form",
-    "iframe", "button", "select", "dialog", "canvas", "object", "embed", "head", "menu",
+    "script", "style", "noscript", "template", "svg", "nav", "footer", "aside", "form", "iframe",
+    "button", "select", "dialog", "canvas", "object", "embed", "head", "menu",
 ];
 /// ARIA roles of page furniture.
 const SKIPPED_ROLES: &[&str] = &[
@@ -198,7 +198,8 @@ impl Walker {
                             let level = h[1..].parse::<u8>().unwrap_or(1);
                             let text = text_of(child);
                             if !text.is_empty() {
-                                self.blocks.push(Block::new(BlockKind::Heading(level), text));
+                                self.blocks
+                                    .push(Block::new(BlockKind::Heading(level), text));
                             }
                         }
                         "li" => {
@@ -300,8 +301,11 @@ mod tests {
         for gone in ["navmarker", "cookiemarker", "footermarker", "var "] {
             assert!(!all.contains(gone), "{gone} leaked into {all}");
         }
-        let got: Vec<(BlockKind, &str)> =
-            doc.blocks.iter().map(|b| (b.kind, b.text.as_str())).collect();
+        let got: Vec<(BlockKind, &str)> = doc
+            .blocks
+            .iter()
+            .map(|b| (b.kind, b.text.as_str()))
+            .collect();
         assert_eq!(
             got,
             vec![

@@ -174,8 +174,7 @@ async fn run(
         // Dropping the future drops the child, which kill_on_drop kills.
         Err(_) => return Err(ExtractError::TimedOut(isolation.timeout.as_secs().max(1))),
     };
-    let status =
-        status.map_err(|e| ExtractError::Crashed(format!("the reader was lost ({e})")))?;
+    let status = status.map_err(|e| ExtractError::Crashed(format!("the reader was lost ({e})")))?;
     if status.success() {
         return serde_json::from_slice(&out).map_err(|e| {
             ExtractError::Crashed(format!("the reader's answer was unreadable ({e})"))
@@ -196,7 +195,10 @@ async fn run(
         use std::os::unix::process::ExitStatusExt;
         match status.signal() {
             Some(signal) => format!("the reader stopped with signal {signal}"),
-            None => format!("the reader failed (exit code {})", status.code().unwrap_or(-1)),
+            None => format!(
+                "the reader failed (exit code {})",
+                status.code().unwrap_or(-1)
+            ),
         }
     };
     tracing::warn!(%detail, stderr = %stderr.chars().take(500).collect::<String>(), "isolated extraction failed");
@@ -219,13 +221,9 @@ mod tests {
     #[tokio::test]
     async fn a_hanging_reader_is_stopped() {
         let started = std::time::Instant::now();
-        let err = extract(
-            &shell("sleep 30", Duration::from_millis(300)),
-            b"x",
-            None,
-        )
-        .await
-        .unwrap_err();
+        let err = extract(&shell("sleep 30", Duration::from_millis(300)), b"x", None)
+            .await
+            .unwrap_err();
         assert_eq!(err, ExtractError::TimedOut(1));
         assert!(started.elapsed() < Duration::from_secs(10));
     }

@@ -26,7 +26,9 @@ fn load(bytes: &[u8]) -> Result<Document, ExtractError> {
             {
                 return Err(ExtractError::Encrypted);
             }
-            return Err(ExtractError::Corrupt(format!("not a readable PDF ({message})")));
+            return Err(ExtractError::Corrupt(format!(
+                "not a readable PDF ({message})"
+            )));
         }
     };
     if doc.is_encrypted() && doc.decrypt("").is_err() {

@@ -188,8 +188,7 @@ fn header_row(rows: &[Vec<String>]) -> Option<usize> {
         let n = filled(r);
         n >= 2
             && n * 2 >= widest
-            && r
-                .iter()
+            && r.iter()
                 .filter(|c| !c.is_empty())
                 .all(|c| c.parse::<f64>().is_err())
     })
@@ -215,8 +214,8 @@ mod tests {
 
     #[test]
     fn csv_rows_name_their_columns() {
-        let doc = csv("Plan;Price;Seats\r\nBasic;29 USD/month;1\r\nPro;\"79 USD/month\";5\r\n")
-            .unwrap();
+        let doc =
+            csv("Plan;Price;Seats\r\nBasic;29 USD/month;1\r\nPro;\"79 USD/month\";5\r\n").unwrap();
         let texts: Vec<&str> = doc.blocks.iter().map(|b| b.text.as_str()).collect();
         assert_eq!(
             texts,

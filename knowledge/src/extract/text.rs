@@ -65,11 +65,7 @@ fn join_lines(lines: &[&str]) -> String {
     let mut out = String::new();
     for line in lines {
         if out.ends_with('-')
-            && out
-                .chars()
-                .rev()
-                .nth(1)
-                .is_some_and(|c| c.is_alphabetic())
+            && out.chars().rev().nth(1).is_some_and(|c| c.is_alphabetic())
             && line.chars().next().is_some_and(|c| c.is_lowercase())
         {
             out.pop();
@@ -190,7 +186,8 @@ pub fn markdown(text: &str) -> Extracted {
         if paragraph.is_empty() && line.starts_with("  ") {
             if let Some(last) = blocks.last_mut().filter(|b| b.kind == BlockKind::ListItem) {
                 last.text.push(' ');
-                last.text.push_str(&squash_whitespace(&strip_inline(trimmed)));
+                last.text
+                    .push_str(&squash_whitespace(&strip_inline(trimmed)));
                 continue;
             }
         }
@@ -272,8 +269,11 @@ mod tests {
             "# Shipping\n\nWe ship **daily**.\nSee [rates](https://x).\n\n## Zones\n\n\
              - Java: 2 days\n- Bali: 3 days\n\n| Zone | Fee |\n|---|---|\n| Java | 10k |\n",
         );
-        let got: Vec<(BlockKind, &str)> =
-            doc.blocks.iter().map(|b| (b.kind, b.text.as_str())).collect();
+        let got: Vec<(BlockKind, &str)> = doc
+            .blocks
+            .iter()
+            .map(|b| (b.kind, b.text.as_str()))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -291,7 +291,9 @@ mod tests {
     fn plain_text_paragraphs_and_headings() {
         let long = "Pengiriman ke seluruh Indonesia memakan waktu dua sampai lima hari kerja \
                     tergantung lokasi, dan ongkos kirim dihitung dari berat paket.";
-        let doc = plain(&format!("2.1 Ongkos kirim\n\n{long}\n\nsecond para-\ngraph here."));
+        let doc = plain(&format!(
+            "2.1 Ongkos kirim\n\n{long}\n\nsecond para-\ngraph here."
+        ));
         assert_eq!(doc.blocks[0].kind, BlockKind::Heading(2));
         assert_eq!(doc.blocks[1].kind, BlockKind::Paragraph);
         assert_eq!(doc.blocks[2].text, "second paragraph here.");

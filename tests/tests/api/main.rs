@@ -6,5 +6,6 @@ mod credentials;
 mod embedded;
 mod gateway;
 mod isolation;
+mod knowledge;
 mod people;
 mod realtime;
