@@ -264,9 +264,19 @@ impl TestApp {
     /// Kills the server (SIGKILL: no clean shutdown) and starts it again on the same
     /// database and data directory.
     pub async fn kill_and_restart(&mut self) {
-        self.server.child.kill().await.expect("kill obrol");
-        let _ = self.server.child.wait().await;
+        self.kill().await;
         self.server = TestServer::start(&self.env).await.expect("restarted obrol");
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to be gone.
+    pub async fn kill(&mut self) {
+        let _ = self.server.child.kill().await;
+        let _ = self.server.child.wait().await;
+    }
+
+    /// The environment the server runs with (database, key, data directory, extras).
+    pub fn env(&self) -> &[(&'static str, String)] {
+        &self.env
     }
 
     /// A second `obrol` process on the same database (as a second API node would be).

@@ -951,3 +951,46 @@ async fn a_restart_in_the_middle_of_ingestion_finishes_the_work() {
     let hit = top_hit(&app, &admin, &base, "kopi tubruk variant 612").await;
     assert!(hit["text"].as_str().unwrap().contains("612"), "{hit:#}");
 }
+
+#[tokio::test]
+async fn reindex_rebuilds_the_full_text_index_from_postgresql() {
+    let mut app = TestApp::spawn().await;
+    let admin = app.sign_up("Kopi").await;
+    let base = create_base(&app, &admin, "Docs").await;
+    let added = add_text(&app, &admin, &base, "Shipping FAQ", SHIPPING).await;
+    let id = added["data"]["addKnowledgeText"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let chunks = ready(&app, &admin, &id).await["chunkCount"]
+        .as_i64()
+        .unwrap();
+    app.kill().await;
+    // The index is derived data: lose it entirely, then rebuild it.
+    std::fs::remove_dir_all(app.data_dir().join("index")).unwrap();
+    let mut command = tokio::process::Command::new(obrol_tests::obrol_bin());
+    command.arg("reindex").env("OBROL_LOG", "warn");
+    command.env("OBROL_EMBEDDING_MODEL_DIR", obrol_tests::model_dir());
+    for (key, value) in app.env() {
+        command.env(key, value);
+    }
+    let output = command.output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "full-text index rebuilt: 1 sources, {chunks} passages"
+        )),
+        "{stdout}"
+    );
+    app.kill_and_restart().await;
+    let hit = top_hit(&app, &admin, &base, "Surabaya").await;
+    assert!(
+        hit["text"].as_str().unwrap().contains("Surabaya"),
+        "{hit:#}"
+    );
+}
