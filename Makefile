@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test bootstrap build fmt lint bench schema clean-test-db
+.PHONY: bench-knowledge run test bootstrap build fmt lint bench schema clean-test-db
 
 bootstrap:
 	@bash scripts/bootstrap
@@ -33,3 +33,6 @@ schema:
 
 bench: bootstrap
 	bash scripts/bench
+
+bench-knowledge: bootstrap
+	bash scripts/bench-knowledge

@@ -307,15 +307,14 @@ fn router(http: HttpState, max_body_bytes: usize) -> Router {
         .route("/graphiql/assets/{name}", get(crate::graphiql::asset))
         .with_state(http.graphiql_assets.clone());
     Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        // /graphql applies its own, tighter limits (JSON vs. uploads) as it reads.
-        .layer(RequestBodyLimitLayer::new(
-            max_body_bytes.max(UPLOAD_REQUEST_LIMIT),
-        ))
+        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        // Added after the layer, so outside it: /graphql applies its own limits (JSON vs.
+        // uploads) as it reads, and answers in GraphQL's error format.
+        .route("/graphql", get(graphiql).post(graphql))
         .with_state(http)
         .merge(assets)
         .layer(middleware::from_fn(track_requests))

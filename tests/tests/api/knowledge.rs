@@ -525,10 +525,31 @@ async fn limits_are_checked_before_anything_is_stored() {
         .await;
     if let Ok(response) = sent {
         assert_eq!(response.status(), 413);
-        let body: Value = response.json().await.unwrap();
+        let text = response.text().await.unwrap_or_default();
+        let body: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
         assert_eq!(error_code(&body), "LIMIT_EXCEEDED", "{body:#}");
         assert_eq!(error_message(&body), "A file may be at most 20 MB.");
     }
+
+    // A request that announces 2 GB is answered before a byte of its body is read.
+    let address = app.server.url.trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 2147483648\r\n\r\n",
+        admin.token
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut answer))
+        .await
+        .expect("answered without the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"code\":\"LIMIT_EXCEEDED\""), "{answer}");
+    assert!(answer.contains("A file may be at most 20 MB."), "{answer}");
 
     // A 2 GB streamed upload without a length ends early, and the server stays well.
     let started = std::time::Instant::now();

@@ -1,0 +1,621 @@
+//! Knowledge benchmarks against the real server (release build), for docs/benchmarks.md:
+//!
+//! (a) a 20 MB mixed upload set (PDFs, a Word document, CSV, Markdown, HTML, a workbook):
+//!     upload time, time until every source is keyword-searchable and until it is fully
+//!     embedded, and the throughput of each stage (from the status changes the
+//!     `knowledgeSourceUpdated` subscription reports);
+//! (d) `searchKnowledge` latency with that knowledge base at the 20 MB cap and 100 other
+//!     knowledge bases (in 10 other companies) in the same index, against the pgvector
+//!     query and a trivial GraphQL request measured in the same run.
+//!
+//! Run with `scripts/bench-knowledge` (which builds in release mode and sets OBROL_BIN).
+//! Environment: SEARCHES (default 400), OTHER_BASES (default 100).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use obrol_tests::{fixture, Subscription, TestApp};
+use serde_json::{json, Value};
+
+/// Deterministic text in the shop's domain, with a marker word per document.
+struct Words {
+    state: u64,
+}
+
+const VOCABULARY: &[&str] = &[
+    "coffee",
+    "beans",
+    "roast",
+    "shipping",
+    "order",
+    "refund",
+    "warranty",
+    "grinder",
+    "kettle",
+    "subscription",
+    "delivery",
+    "customer",
+    "payment",
+    "transfer",
+    "invoice",
+    "Surabaya",
+    "Bandung",
+    "Jakarta",
+    "Bali",
+    "arabica",
+    "robusta",
+    "espresso",
+    "filter",
+    "brew",
+    "price",
+    "discount",
+    "member",
+    "points",
+    "weekend",
+    "weekday",
+    "package",
+    "courier",
+    "tracking",
+    "return",
+    "damaged",
+    "replacement",
+    "kopi",
+    "pengiriman",
+    "ongkos",
+    "kirim",
+    "garansi",
+    "pesanan",
+    "pembayaran",
+    "hari",
+    "kerja",
+    "gratis",
+    "minimal",
+    "pembelian",
+    "toko",
+    "jam",
+];
+
+impl Words {
+    fn next(&mut self) -> u64 {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state
+    }
+
+    fn sentence(&mut self) -> String {
+        let n = 8 + (self.next() % 12) as usize;
+        let mut words: Vec<String> = (0..n)
+            .map(|_| VOCABULARY[(self.next() % VOCABULARY.len() as u64) as usize].to_string())
+            .collect();
+        words.push(format!("{}", self.next() % 1000));
+        let mut s = words.join(" ");
+        if let Some(first) = s.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        s.push('.');
+        s
+    }
+
+    fn paragraph(&mut self) -> String {
+        let n = 2 + (self.next() % 4) as usize;
+        (0..n)
+            .map(|_| self.sentence())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn pdf_escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('(', "\\(")
+        .replace(')', "\\)")
+}
+
+/// A text PDF of `pages` pages (Helvetica, WinAnsi), plus an unused binary stream of
+/// `padding` bytes standing in for the images and fonts real PDFs carry.
+fn text_pdf(words: &mut Words, marker: &str, pages: usize, padding: usize) -> Vec<u8> {
+    let mut objects: Vec<Vec<u8>> = Vec::new();
+    objects.push(b"<< /Type /Catalog /Pages 2 0 R >>".to_vec());
+    let first_page = 4;
+    let kids: Vec<String> = (0..pages)
+        .map(|i| format!("{} 0 R", first_page + 2 * i))
+        .collect();
+    objects.push(
+        format!(
+            "<< /Type /Pages /Kids [{}] /Count {pages} >>",
+            kids.join(" ")
+        )
+        .into_bytes(),
+    );
+    objects.push(
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+            .to_vec(),
+    );
+    for page in 0..pages {
+        let mut content = String::from("BT /F1 10 Tf 12 TL 50 790 Td\n");
+        content.push_str(&format!("(Section {} {marker}) Tj T* T*\n", page + 1));
+        for _ in 0..58 {
+            let line = words.sentence();
+            content.push_str(&format!("({}) Tj T*\n", pdf_escape(&line)));
+        }
+        content.push_str("ET");
+        objects.push(
+            format!(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
+                first_page + 2 * page + 1
+            )
+            .into_bytes(),
+        );
+        let mut stream = format!("<< /Length {} >>\nstream\n", content.len()).into_bytes();
+        stream.extend(content.bytes());
+        stream.extend(b"\nendstream");
+        objects.push(stream);
+    }
+    if padding > 0 {
+        let mut stream = format!("<< /Length {padding} >>\nstream\n").into_bytes();
+        stream.extend((0..padding).map(|_| (words.next() & 0xff) as u8));
+        stream.extend(b"\nendstream");
+        objects.push(stream);
+    }
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend(format!("{} 0 obj\n", i + 1).bytes());
+        out.extend(object);
+        out.extend(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).bytes());
+    for offset in offsets {
+        out.extend(format!("{offset:010} 00000 n \n").bytes());
+    }
+    out.extend(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .bytes(),
+    );
+    out
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A Word document with `sections` headings, each followed by paragraphs.
+fn docx(words: &mut Words, marker: &str, sections: usize) -> Vec<u8> {
+    let mut body = String::new();
+    for s in 0..sections {
+        body.push_str(&format!(
+            "<w:p><w:pPr><w:outlineLvl w:val=\"0\"/></w:pPr><w:r><w:t>Chapter {s} {marker}</w:t></w:r></w:p>"
+        ));
+        for _ in 0..6 {
+            body.push_str(&format!(
+                "<w:p><w:r><w:t>{}</w:t></w:r></w:p>",
+                xml_escape(&words.paragraph())
+            ));
+        }
+    }
+    let document = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><w:document xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\"><w:body>{body}</w:body></w:document>"
+    );
+    let mut out = std::io::Cursor::new(Vec::new());
+    {
+        let mut zip = zip::ZipWriter::new(&mut out);
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("[Content_Types].xml", options).unwrap();
+        zip.write_all(b"<?xml version=\"1.0\"?><Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\"><Override PartName=\"/word/document.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml\"/></Types>").unwrap();
+        zip.start_file("word/document.xml", options).unwrap();
+        zip.write_all(document.as_bytes()).unwrap();
+        zip.finish().unwrap();
+    }
+    out.into_inner()
+}
+
+fn csv(words: &mut Words, marker: &str, rows: usize) -> Vec<u8> {
+    let mut out = String::from("Product,Origin,Roast,Price IDR,Note\n");
+    for i in 0..rows {
+        out.push_str(&format!(
+            "{} {i},{},{},{},\"{}\"\n",
+            if i == rows / 2 { marker } else { "Blend" },
+            VOCABULARY[i % 20],
+            ["light", "medium", "dark"][i % 3],
+            50_000 + (words.next() % 400) * 1_000,
+            words.sentence()
+        ));
+    }
+    out.into_bytes()
+}
+
+fn markdown(words: &mut Words, marker: &str, sections: usize) -> Vec<u8> {
+    let mut out = format!("# Handbook {marker}\n\n");
+    for s in 0..sections {
+        out.push_str(&format!("## Topic {s}\n\n"));
+        for _ in 0..3 {
+            out.push_str(&words.paragraph());
+            out.push_str("\n\n");
+        }
+    }
+    out.into_bytes()
+}
+
+fn html(words: &mut Words, marker: &str, sections: usize) -> Vec<u8> {
+    let mut out = format!(
+        "<!doctype html><html><head><title>{marker}</title><script>var x=1;</script></head><body><nav>Home Shop</nav><main><h1>Help centre {marker}</h1>"
+    );
+    for s in 0..sections {
+        out.push_str(&format!(
+            "<h2>Question {s}</h2><p>{}</p><ul><li>{}</li><li>{}</li></ul>",
+            words.paragraph(),
+            words.sentence(),
+            words.sentence()
+        ));
+    }
+    out.push_str("</main><footer>© shop</footer></body></html>");
+    out.into_bytes()
+}
+
+async fn upload(app: &TestApp, token: &str, base: &str, name: &str, bytes: Vec<u8>) -> String {
+    let operations = json!({
+        "query": "mutation($kb: ID!, $file: Upload!) { uploadKnowledgeFile(knowledgeBaseId: $kb, file: $file) { id } }",
+        "variables": { "kb": base, "file": null }
+    });
+    let form = reqwest::multipart::Form::new()
+        .text("operations", operations.to_string())
+        .text("map", json!({ "0": ["variables.file"] }).to_string())
+        .part(
+            "0",
+            reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
+        );
+    let response: Value = app
+        .http
+        .post(app.url("/graphql"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    response["data"]["uploadKnowledgeFile"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name}: {response:#}"))
+        .to_string()
+}
+
+async fn create_base(app: &TestApp, token: &str, name: &str) -> String {
+    app.gql_ok(
+        Some(token),
+        "mutation($n: String!) { createKnowledgeBase(input: {name: $n}) { id } }",
+        json!({ "n": name }),
+    )
+    .await["createKnowledgeBase"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn sources(app: &TestApp, token: &str, base: &str) -> Vec<Value> {
+    app.gql_ok(
+        Some(token),
+        "query($id: ID!) { knowledgeBase(id: $id) { sources { id name status error pageCount chunkCount byteSize } } }",
+        json!({ "id": base }),
+    )
+    .await["knowledgeBase"]["sources"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn summary(mut samples: Vec<f64>) -> (f64, f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    (
+        percentile(&samples, 50.0),
+        percentile(&samples, 99.0),
+        samples.iter().sum::<f64>() / samples.len() as f64,
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let searches: usize = std::env::var("SEARCHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
+    let other_bases: usize = std::env::var("OTHER_BASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let app = TestApp::spawn_with(&[("OBROL_JOB_WORKERS", "2".into())]).await;
+    let admin = app.sign_up("Bench Kopi").await;
+    let base = create_base(&app, &admin.token, "20 MB").await;
+
+    // (a) The mixed set: about 20 MB in 10 sources.
+    let mut words = Words {
+        state: 0x9E37_79B9_7F4A_7C15,
+    };
+    let mb = 1024 * 1024;
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for i in 0..4 {
+        files.push((
+            format!("manual-{i}.pdf"),
+            text_pdf(&mut words, &format!("pdfmarker{i}"), 120, 3 * mb + mb / 2),
+        ));
+    }
+    files.push(("catalogue.docx".into(), docx(&mut words, "docxmarker", 300)));
+    files.push(("prices.csv".into(), csv(&mut words, "csvmarker", 8_000)));
+    files.push(("handbook.md".into(), markdown(&mut words, "mdmarker", 900)));
+    files.push(("help.html".into(), html(&mut words, "htmlmarker", 900)));
+    files.push(("prices.xlsx".into(), fixture("prices.xlsx")));
+    files.push(("policy.pdf".into(), fixture("policy.pdf")));
+    let total: usize = files.iter().map(|f| f.1.len()).sum();
+    let room = 20 * mb;
+    assert!(total <= room, "the set is {total} bytes, over 20 MB");
+
+    let mut events = Subscription::start(&app.server.url, Some(&admin.token), "")
+        .await
+        .unwrap();
+    events
+        .send(
+            "k",
+            "subscription($kb: ID) { knowledgeSourceUpdated(knowledgeBaseId: $kb) { source { id status progress { embeddedChunks } } } }",
+            json!({ "kb": base }),
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for (name, bytes) in &files {
+        ids.push(upload(&app, &admin.token, &base, name, bytes.clone()).await);
+    }
+    let uploaded = started.elapsed();
+    // Status change times per source, from the subscription.
+    let mut seen: HashMap<String, HashMap<String, Duration>> = HashMap::new();
+    let mut ready = 0;
+    while ready < ids.len() {
+        let event = events
+            .next_for("k", Duration::from_secs(3600))
+            .await
+            .unwrap();
+        let source = &event["payload"]["data"]["knowledgeSourceUpdated"]["source"];
+        let id = source["id"].as_str().unwrap().to_string();
+        let status = source["status"].as_str().unwrap().to_string();
+        let times = seen.entry(id).or_default();
+        if !times.contains_key(&status) {
+            times.insert(status.clone(), started.elapsed());
+            if status == "READY" || status == "FAILED" {
+                ready += 1;
+            }
+        }
+    }
+    let all_ready = started.elapsed();
+    let rows = sources(&app, &admin.token, &base).await;
+    let keyword_searchable = seen
+        .values()
+        .filter_map(|t| t.get("EMBEDDING"))
+        .max()
+        .copied()
+        .unwrap_or_default();
+    println!("## (a) 20 MB mixed upload set\n");
+    println!(
+        "{} sources, {:.1} MB; uploads took {:.2} s (sequential, client on the same machine)\n",
+        files.len(),
+        total as f64 / mb as f64,
+        uploaded.as_secs_f64()
+    );
+    println!("| source | bytes | pages | passages | status | extracting | keyword-searchable at | embedded at | extraction pages/s | embedding passages/s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut pages_total = 0;
+    let mut chunks_total = 0;
+    let mut extract_time = 0.0;
+    let mut embed_time = 0.0;
+    for row in &rows {
+        let id = row["id"].as_str().unwrap();
+        let t = &seen[id];
+        let at = |s: &str| t.get(s).map(|d| d.as_secs_f64());
+        let (pages, chunks) = (
+            row["pageCount"].as_i64().unwrap_or(0),
+            row["chunkCount"].as_i64().unwrap_or(0),
+        );
+        pages_total += pages;
+        chunks_total += chunks;
+        let extracting = at("EXTRACTING").unwrap_or(0.0);
+        let embedding = at("EMBEDDING").unwrap_or(f64::NAN);
+        let done = at("READY").unwrap_or(f64::NAN);
+        extract_time += embedding - extracting;
+        embed_time += done - embedding;
+        println!(
+            "| {} | {} | {} | {} | {} | {:.2} s | {:.2} s | {:.2} s | {:.0} | {:.0} |",
+            row["name"].as_str().unwrap(),
+            row["byteSize"],
+            pages,
+            chunks,
+            row["status"].as_str().unwrap(),
+            extracting,
+            embedding,
+            done,
+            pages as f64 / (embedding - extracting),
+            chunks as f64 / (done - embedding),
+        );
+    }
+    println!("\n| measure | value |\n|---|---|");
+    println!(
+        "| time until every source is keyword-searchable | {:.1} s |",
+        keyword_searchable.as_secs_f64()
+    );
+    println!(
+        "| time until every source is fully embedded (READY) | {:.1} s |",
+        all_ready.as_secs_f64()
+    );
+    println!("| pages / passages | {pages_total} / {chunks_total} |");
+    println!("| extraction, summed over sources (2 workers run in parallel) | {:.1} s, {:.0} pages/s per worker |", extract_time, pages_total as f64 / extract_time);
+    println!(
+        "| embedding, summed over sources | {:.1} s, {:.0} passages/s per worker |",
+        embed_time,
+        chunks_total as f64 / embed_time
+    );
+    for row in &rows {
+        if row["status"] != "READY" {
+            println!("| NOT READY: {} | {} |", row["name"], row["error"]);
+        }
+    }
+
+    // (d) 100 other knowledge bases in the same index, in 10 other companies.
+    let mut others = Vec::new();
+    for c in 0..10 {
+        let company = app.sign_up(&format!("Other {c}")).await;
+        for k in 0..other_bases / 10 {
+            let kb = create_base(&app, &company.token, &format!("kb {k}")).await;
+            let text =
+                String::from_utf8(markdown(&mut words, &format!("other{c}x{k}"), 40)).unwrap();
+            let added = app
+                .gql_ok(
+                    Some(&company.token),
+                    "mutation($kb: ID!, $x: String!) { addKnowledgeText(knowledgeBaseId: $kb, title: \"t\", text: $x) { id } }",
+                    json!({ "kb": kb, "x": text }),
+                )
+                .await;
+            others.push((
+                company.token.clone(),
+                kb,
+                added["addKnowledgeText"]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            ));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(7200);
+    for (token, _, id) in &others {
+        loop {
+            let s = app
+                .gql_ok(
+                    Some(token),
+                    "query($id: ID!) { knowledgeSource(id: $id) { status } }",
+                    json!({ "id": id }),
+                )
+                .await;
+            if s["knowledgeSource"]["status"] == "READY" {
+                break;
+            }
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let mut conn = app.db.superuser().await.unwrap();
+    let passages: i64 = sqlx::query_scalar("select count(*) from knowledge_chunks")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let questions: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../knowledge/eval/questions.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let queries: Vec<String> = questions["questions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["question"].as_str().unwrap().to_string())
+        .collect();
+    // Warm-up, then measured.
+    for q in queries.iter().take(20) {
+        app.gql_ok(Some(&admin.token), "query($kb: ID!, $q: String!) { searchKnowledge(knowledgeBaseId: $kb, query: $q) { score } }", json!({ "kb": base, "q": q })).await;
+    }
+    let mut search_ms = Vec::new();
+    for i in 0..searches {
+        let q = &queries[i % queries.len()];
+        let t = Instant::now();
+        let r = app
+            .gql_ok(
+                Some(&admin.token),
+                "query($kb: ID!, $q: String!) { searchKnowledge(knowledgeBaseId: $kb, query: $q) { score text sourceName pageNumber headingPath } }",
+                json!({ "kb": base, "q": q }),
+            )
+            .await;
+        search_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert!(r["searchKnowledge"].is_array());
+    }
+    let mut trivial_ms = Vec::new();
+    for _ in 0..searches {
+        let t = Instant::now();
+        app.gql_ok(Some(&admin.token), "{ me { id } }", json!({}))
+            .await;
+        trivial_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    // The vector query alone, as the server runs it (role obrol_app, tenant set), with a
+    // stored passage vector as the query.
+    let company: String =
+        sqlx::query_scalar("select company_id::text from knowledge_bases where id = $1::uuid")
+            .bind(&base)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    let vectors: Vec<String> = sqlx::query_scalar(
+        "select embedding::text from knowledge_chunks where knowledge_base_id = $1::uuid and embedding is not null limit 50",
+    )
+    .bind(&base)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let mut sql_ms = Vec::new();
+    for i in 0..searches {
+        let t = Instant::now();
+        let mut tx = sqlx::Connection::begin(&mut conn).await.unwrap();
+        sqlx::query("set local role obrol_app")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("select set_config('app.company_id', $1, true), set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', '100', true)")
+            .bind(&company)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let _: Vec<uuid::Uuid> = sqlx::query_scalar(
+            "select c.id from knowledge_chunks c join knowledge_sources s on s.id = c.source_id and c.generation = s.active_generation \
+             where c.knowledge_base_id = $1::uuid and c.embedding is not null and c.embedding_model = 'local:all-MiniLM-L6-v2' \
+             order by c.embedding <=> $2::vector limit 50",
+        )
+        .bind(&base)
+        .bind(&vectors[i % vectors.len()])
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        sql_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (s50, s99, smean) = summary(search_ms);
+    let (t50, t99, _) = summary(trivial_ms);
+    let (q50, q99, _) = summary(sql_ms);
+    println!("\n## (d) searchKnowledge latency\n");
+    println!("The knowledge base above ({chunks_total} passages, {:.1} MB) plus {} other knowledge bases in 10 other companies; {passages} passages in the index and the table. {searches} searches, one at a time, with the {} evaluation questions in turn (limit 8).\n", total as f64 / mb as f64, others.len(), queries.len());
+    println!("| measure | p50 | p99 |\n|---|---|---|");
+    println!("| `searchKnowledge` over HTTP (embed query + BM25 + pgvector + fusion + passages) | {s50:.2} ms | {s99:.2} ms |");
+    println!("| baseline: `{{ me {{ id }} }}` over HTTP | {t50:.2} ms | {t99:.2} ms |");
+    println!("| baseline: the pgvector top-50 query alone, by hand (same role, same settings) | {q50:.2} ms | {q99:.2} ms |");
+    println!("| ratio search / `me` (p50) | {:.1} | |", s50 / t50);
+    println!(
+        "| ratio search / pgvector query (p50) | {:.1} | |",
+        s50 / q50
+    );
+    println!("\nmean search latency {smean:.2} ms");
+}
