@@ -163,7 +163,10 @@ pub fn chunk(blocks: &[Block]) -> Vec<Chunk> {
                 b.headings.push((level, block.text.clone()));
             }
             BlockKind::Paragraph => b.add_text(&block.text, block.page),
-            BlockKind::ListItem => b.add_text(&format!("• {}", block.text), block.page),
+            BlockKind::ListItem => {
+                let item = block.text.trim_start_matches(['•', '◦', '▪', '-', '*', ' ']);
+                b.add_text(&format!("• {item}"), block.page)
+            }
             BlockKind::Row => {
                 b.flush();
                 let path = b.path();

@@ -47,7 +47,10 @@ pub fn paragraphs_to_blocks(text: &str, page: Option<u32>) -> Vec<Block> {
         let next_is_long = joined
             .get(i + 1)
             .is_some_and(|(_, next)| next.chars().count() > 120);
-        let kind = if *line_count == 1 && next_is_long && looks_like_heading(text) {
+        // A numbered section title ("4.5 Refund times") is a heading wherever it stands; an
+        // unnumbered short line only when a real paragraph follows it.
+        let heading_like = *line_count == 1 && looks_like_heading(text);
+        let kind = if heading_like && (next_is_long || is_numbered_section(text)) {
             BlockKind::Heading(heading_level(text))
         } else if is_bullet(text) {
             BlockKind::ListItem
@@ -87,6 +90,21 @@ fn looks_like_heading(text: &str) -> bool {
             .chars()
             .next()
             .is_some_and(|c| c.is_uppercase() || c.is_numeric() || !c.is_alphabetic())
+}
+
+/// "2. Orders", "4.5 Refund times", "A. Scope": a section number, then a capitalised title
+/// of a few words.
+fn is_numbered_section(text: &str) -> bool {
+    let mut words = text.split_whitespace();
+    let (Some(number), Some(title)) = (words.next(), words.next()) else {
+        return false;
+    };
+    let number = number.trim_end_matches(['.', ')']);
+    let numeric = !number.is_empty() && number.split('.').all(|p| p.parse::<u32>().is_ok());
+    let lettered = number.len() == 1 && number.chars().all(|c| c.is_ascii_uppercase());
+    (numeric || lettered)
+        && title.chars().next().is_some_and(char::is_uppercase)
+        && text.split_whitespace().count() <= 10
 }
 
 /// "2.3 Returns" is a level-2 heading; anything else is level 1.
@@ -291,9 +309,12 @@ mod tests {
     fn plain_text_paragraphs_and_headings() {
         let long = "Pengiriman ke seluruh Indonesia memakan waktu dua sampai lima hari kerja \
                     tergantung lokasi, dan ongkos kirim dihitung dari berat paket.";
-        let doc = plain(&format!(
-            "2.1 Ongkos kirim\n\n{long}\n\nsecond para-\ngraph here."
+        assert!(!is_numbered_section("3 kg of beans cost 20 dollars each week here"));
+        assert!(!is_numbered_section("2020 was a good year"));
+        let mut doc = plain(&format!(
+            "3. Pengiriman\n\n3.1 Ongkos kirim\n\n{long}\n\nsecond para-\ngraph here."
         ));
+        assert_eq!(doc.blocks.remove(0).kind, BlockKind::Heading(1));
         assert_eq!(doc.blocks[0].kind, BlockKind::Heading(2));
         assert_eq!(doc.blocks[1].kind, BlockKind::Paragraph);
         assert_eq!(doc.blocks[2].text, "second paragraph here.");
