@@ -164,7 +164,9 @@ pub fn chunk(blocks: &[Block]) -> Vec<Chunk> {
             }
             BlockKind::Paragraph => b.add_text(&block.text, block.page),
             BlockKind::ListItem => {
-                let item = block.text.trim_start_matches(['•', '◦', '▪', '-', '*', ' ']);
+                let item = block
+                    .text
+                    .trim_start_matches(['•', '◦', '▪', '-', '*', ' ']);
                 b.add_text(&format!("• {item}"), block.page)
             }
             BlockKind::Row => {

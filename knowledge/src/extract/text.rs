@@ -309,7 +309,9 @@ mod tests {
     fn plain_text_paragraphs_and_headings() {
         let long = "Pengiriman ke seluruh Indonesia memakan waktu dua sampai lima hari kerja \
                     tergantung lokasi, dan ongkos kirim dihitung dari berat paket.";
-        assert!(!is_numbered_section("3 kg of beans cost 20 dollars each week here"));
+        assert!(!is_numbered_section(
+            "3 kg of beans cost 20 dollars each week here"
+        ));
         assert!(!is_numbered_section("2020 was a good year"));
         let mut doc = plain(&format!(
             "3. Pengiriman\n\n3.1 Ongkos kirim\n\n{long}\n\nsecond para-\ngraph here."

@@ -355,7 +355,7 @@ async fn main() {
     for i in 0..4 {
         files.push((
             format!("manual-{i}.pdf"),
-            text_pdf(&mut words, &format!("pdfmarker{i}"), 120, 3 * mb + mb / 2),
+            text_pdf(&mut words, &format!("pdfmarker{i}"), 120, 3 * mb + mb / 5),
         ));
     }
     files.push(("catalogue.docx".into(), docx(&mut words, "docxmarker", 300)));
