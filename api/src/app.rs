@@ -195,18 +195,29 @@ impl App {
     /// Starts this process's background work: job workers and the full-text index sync.
     pub fn start_background(&self) {
         let state = self.state.clone();
-        let workers = crate::jobs::Workers::start(
-            state.db.clone(),
-            vec![crate::knowledge::INGEST_JOB.to_string()],
-            crate::knowledge::pipeline::handler(state.clone()),
-            state.config.knowledge.job_workers,
-            state.config.knowledge.job_lease,
-        );
+        let knowledge = &state.config.knowledge;
+        // Extraction and embedding have their own workers: embedding a large file takes
+        // minutes of CPU and must not delay the next upload's extraction.
+        let pools = [
+            (crate::knowledge::INGEST_JOB, knowledge.job_workers),
+            (crate::knowledge::EMBED_JOB, knowledge.embedding_workers),
+        ]
+        .map(|(kind, concurrency)| {
+            crate::jobs::Workers::start(
+                state.db.clone(),
+                vec![kind.to_string()],
+                crate::knowledge::pipeline::handler(state.clone()),
+                concurrency,
+                knowledge.job_lease,
+            )
+        });
         let queued = state.knowledge.jobs_queued.clone();
         tokio::spawn(async move {
             loop {
                 queued.notified().await;
-                workers.wake();
+                for workers in &pools {
+                    workers.wake();
+                }
             }
         });
         crate::knowledge::index::spawn_sync(state);

@@ -67,8 +67,11 @@ pub struct KnowledgeConfig {
     pub extract_memory_mb: u64,
     /// Limit on fetching one web page (`OBROL_FETCH_TIMEOUT_SECONDS`).
     pub fetch_timeout: Duration,
-    /// Background job workers in this process (`OBROL_JOB_WORKERS`).
+    /// Workers that fetch and extract knowledge sources in this process (`OBROL_JOB_WORKERS`).
     pub job_workers: usize,
+    /// Workers that embed passages in this process (`OBROL_EMBEDDING_WORKERS`). One is
+    /// enough for the local model, which uses every core for one batch.
+    pub embedding_workers: usize,
     /// How long a job stays claimed by a worker that stopped answering
     /// (`OBROL_JOB_LEASE_SECONDS`); after it, another worker takes the job over.
     pub job_lease: Duration,
@@ -128,6 +131,7 @@ impl Config {
             extract_memory_mb: parse_env("OBROL_EXTRACT_MEMORY_MB", 2048)?,
             fetch_timeout: Duration::from_secs(parse_env("OBROL_FETCH_TIMEOUT_SECONDS", 20)?),
             job_workers: parse_env("OBROL_JOB_WORKERS", 2)?,
+            embedding_workers: parse_env("OBROL_EMBEDDING_WORKERS", 1)?,
             job_lease: Duration::from_secs(parse_env::<u64>("OBROL_JOB_LEASE_SECONDS", 60)?.max(2)),
         };
         Ok(Self {

@@ -76,15 +76,31 @@ pub async fn enqueue(
     Ok(id)
 }
 
-/// Removes queued jobs whose payload has `key` = `value` (work made pointless by a deletion).
-pub async fn cancel_matching(
+/// Whether a job of this kind whose payload has `key` = `value` is queued or running.
+pub async fn is_queued(
     conn: &mut PgConnection,
     kind: &str,
     key: &str,
     value: &str,
-) -> sqlx::Result<u64> {
-    let done = sqlx::query("delete from jobs where kind = $1 and payload ->> $2 = $3")
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar("select exists (select 1 from jobs where kind = $1 and payload ->> $2 = $3)")
         .bind(kind)
+        .bind(key)
+        .bind(value)
+        .fetch_one(conn)
+        .await
+}
+
+/// Removes queued jobs of these kinds whose payload has `key` = `value` (work made pointless
+/// by a deletion or a newer version).
+pub async fn cancel_matching(
+    conn: &mut PgConnection,
+    kinds: &[&str],
+    key: &str,
+    value: &str,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query("delete from jobs where kind = any($1) and payload ->> $2 = $3")
+        .bind(kinds)
         .bind(key)
         .bind(value)
         .execute(conn)

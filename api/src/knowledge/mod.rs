@@ -36,7 +36,15 @@ use crate::events::{self, Event, EventKind};
 use crate::jobs;
 use store::{BaseRow, NewSource, SourceRow};
 
+/// Gets a source's bytes, extracts and chunks them, and stores the passages: from then on the
+/// source is keyword-searchable. Queues the source's `EMBED_JOB`.
 pub const INGEST_JOB: &str = "knowledge.ingest";
+/// Embeds a source's passages and makes the generation active (READY). A separate job, run
+/// by its own workers, so that embedding (minutes of CPU for a large file) never delays
+/// other sources' extraction: every source is keyword-searchable within seconds.
+pub const EMBED_JOB: &str = "knowledge.embed";
+/// The jobs that work on one source.
+pub const SOURCE_JOBS: &[&str] = &[INGEST_JOB, EMBED_JOB];
 
 /// Everything the knowledge feature needs at run time, built once at start.
 pub struct Knowledge {
@@ -156,7 +164,7 @@ pub async fn delete_base(state: &AppState, actor: &Actor, id: Uuid) -> ApiResult
         return Err(ApiError::not_found("knowledge base"));
     }
     for source in &sources {
-        jobs::cancel_matching(&mut tx, INGEST_JOB, "source_id", &source.id.to_string()).await?;
+        jobs::cancel_matching(&mut tx, SOURCE_JOBS, "source_id", &source.id.to_string()).await?;
         events::publish(&mut tx, &deleted_event(source)).await?;
     }
     store::delete_base(&mut tx, id).await?;
@@ -313,7 +321,7 @@ async fn add_source(
 }
 
 async fn queue_ingestion(tx: &mut sqlx::PgConnection, row: &SourceRow) -> sqlx::Result<()> {
-    jobs::cancel_matching(tx, INGEST_JOB, "source_id", &row.id.to_string()).await?;
+    jobs::cancel_matching(tx, SOURCE_JOBS, "source_id", &row.id.to_string()).await?;
     jobs::enqueue(
         tx,
         row.company_id,
@@ -527,7 +535,7 @@ pub async fn delete_source(
     let row = store::delete_source(&mut tx, source_id)
         .await?
         .ok_or_else(|| ApiError::not_found("knowledge source"))?;
-    jobs::cancel_matching(&mut tx, INGEST_JOB, "source_id", &source_id.to_string()).await?;
+    jobs::cancel_matching(&mut tx, SOURCE_JOBS, "source_id", &source_id.to_string()).await?;
     events::publish(&mut tx, &deleted_event(&row)).await?;
     tx.commit().await?;
     remove_objects(&state.knowledge, &row).await;

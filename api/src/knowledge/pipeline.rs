@@ -1,11 +1,15 @@
-//! The ingestion job: QUEUED → EXTRACTING → EMBEDDING → READY, or FAILED with a message a
-//! person understands.
+//! Ingestion: QUEUED → EXTRACTING → EMBEDDING → READY, or FAILED with a message a person
+//! understands, in two jobs. `INGEST_JOB` fetches, extracts and stores the passages (the
+//! source is keyword-searchable when it commits, together with its `EMBED_JOB`);
+//! `EMBED_JOB` embeds them and makes the generation active. They run on separate workers,
+//! so a large file's embedding never holds up another source's extraction.
 //!
 //! A job names a source and a generation. It does nothing when the source has moved on to a
 //! newer generation (a replacement or refresh queued another job) or was deleted. It can
 //! run more than once (a worker that died mid-way loses its lease and the job runs again),
-//! so each step is repeatable: passages of the generation are replaced, not added, and a
-//! job that finds its passages already extracted only embeds those still without a vector.
+//! so each step is repeatable: passages of the generation are replaced, not added, an
+//! ingestion that finds its passages already stored only makes sure they will be embedded,
+//! and embedding only touches passages still without a vector.
 
 use std::sync::Arc;
 
@@ -21,10 +25,10 @@ use obrol_knowledge::web::{self, FetchPolicy};
 use uuid::Uuid;
 
 use super::store::{self, SourceRow};
-use super::{object_key, source_event, INGEST_JOB};
+use super::{object_key, source_event, EMBED_JOB};
 use crate::app::AppState;
 use crate::events;
-use crate::jobs::{Handler, Job, Outcome};
+use crate::jobs::{self, Handler, Job, Outcome};
 
 /// Passages embedded per batch (and per progress event).
 const EMBED_BATCH: i64 = 32;
@@ -53,10 +57,16 @@ impl Handler for Ingest {
     fn run(&self, job: Job) -> BoxFuture<'_, Outcome> {
         async move {
             let Some((source_id, generation)) = payload(&job) else {
-                tracing::warn!(kind = INGEST_JOB, payload = %job.payload, "malformed job dropped");
+                tracing::warn!(kind = %job.kind, payload = %job.payload, "malformed job dropped");
                 return Outcome::Done;
             };
-            match self.ingest(job.company_id, source_id, generation).await {
+            let result = if job.kind == EMBED_JOB {
+                self.embed_and_activate(job.company_id, source_id, generation)
+                    .await
+            } else {
+                self.ingest(job.company_id, source_id, generation).await
+            };
+            match result {
                 Ok(()) | Err(Stop::Gone) => Outcome::Done,
                 Err(Stop::Failed(message)) => {
                     if let Err(err) = self
@@ -133,17 +143,42 @@ impl Ingest {
         if source.status == "READY" && source.active_generation == Some(generation) {
             return Ok(());
         }
-        let already_extracted = source.status == "EMBEDDING" && source.chunk_count > 0 && {
+        if source.status == "EMBEDDING" && source.chunk_count > 0 {
+            // A repeated attempt after the passages were stored (the worker died before the
+            // job was removed): they are kept, and their embedding job must exist.
             let mut tx = self.state.db.tenant(company_id).await?;
-            let n = store::count_chunks(&mut tx, source_id, generation).await?;
-            tx.commit().await?;
-            n == source.chunk_count as i64
-        };
-        let source = if already_extracted {
-            source
-        } else {
-            self.extract(source).await?
-        };
+            let stored = store::count_chunks(&mut tx, source_id, generation).await?;
+            if stored == source.chunk_count as i64 {
+                if !jobs::is_queued(&mut tx, EMBED_JOB, "source_id", &source_id.to_string())
+                    .await?
+                {
+                    queue_embedding(&mut tx, &source).await?;
+                }
+                tx.commit().await?;
+                self.state.knowledge.jobs_queued.notify_waiters();
+                return Ok(());
+            }
+        }
+        self.extract(source).await?;
+        self.state.knowledge.jobs_queued.notify_waiters();
+        Ok(())
+    }
+
+    /// Embeds the generation's passages still without a vector, then makes it the active one.
+    async fn embed_and_activate(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        generation: i32,
+    ) -> Result<(), Stop> {
+        let source = self.current(company_id, source_id, generation).await?;
+        if source.active_generation == Some(generation) && source.status == "READY" {
+            return Ok(());
+        }
+        if source.status != "EMBEDDING" {
+            // Not extracted (yet), or failed: the ingestion job owns this generation.
+            return Err(Stop::Gone);
+        }
         self.embed(&source).await?;
         // The new generation takes over, and every older passage goes, in one transaction.
         let mut tx = self.state.db.tenant(company_id).await?;
@@ -171,7 +206,8 @@ impl Ingest {
     }
 
     /// Gets the bytes (fetching URLs), extracts them in the isolated reader, and stores the
-    /// passages. A first ingestion becomes keyword-searchable here.
+    /// passages with the job that embeds them. A first ingestion becomes keyword-searchable
+    /// here.
     async fn extract(&self, source: SourceRow) -> Result<SourceRow, Stop> {
         let source = self.set_status(&source, "EXTRACTING").await?;
         let knowledge = &self.state.knowledge;
@@ -230,6 +266,7 @@ impl Ingest {
             warning.as_deref(),
         )
         .await?;
+        queue_embedding(&mut tx, &row).await?;
         events::publish(&mut tx, &source_event(&row)).await?;
         tx.commit().await?;
         knowledge.index_changed.notify_one();
@@ -369,6 +406,17 @@ impl Ingest {
         self.state.knowledge.index_changed.notify_one();
         Ok(())
     }
+}
+
+async fn queue_embedding(tx: &mut sqlx::PgConnection, source: &SourceRow) -> sqlx::Result<()> {
+    jobs::enqueue(
+        tx,
+        source.company_id,
+        EMBED_JOB,
+        serde_json::json!({ "source_id": source.id, "generation": source.generation }),
+    )
+    .await
+    .map(drop)
 }
 
 pub fn handler(state: AppState) -> Arc<dyn Handler> {

@@ -415,6 +415,30 @@ pub async fn chunks_of(
     .await
 }
 
+/// The nearest passages of a knowledge base by cosine distance, active generations only:
+/// $1 knowledge base, $2 query vector, $3 embedding model, $4 how many.
+///
+/// The inner query has no join so that the planner can see the knowledge base's size: for
+/// a large one it walks the HNSW index (iteratively, so the knowledge-base filter does not
+/// starve the result), for a small one it reads its passages and sorts them. With the join
+/// to `knowledge_sources` inside, the planner underestimated the rows (row-level security
+/// and the join multiply their selectivities) and always sorted every passage of the
+/// knowledge base: 0.4 s for 19,000. Passages of a generation that is not active (a
+/// replacement being embedded, at most one pending generation per source) are dropped
+/// after the index scan, so the inner query asks for three times as many.
+pub const NEAREST_SQL: &str = "select n.id from ( \
+       select c.id, c.source_id, c.generation, c.embedding <=> $2::vector as distance \
+       from knowledge_chunks c \
+       where c.knowledge_base_id = $1 and c.embedding is not null and c.embedding_model = $3 \
+       order by distance limit $4 * 3 \
+     ) n join knowledge_sources s on s.id = n.source_id and s.active_generation = n.generation \
+     order by n.distance limit $4";
+
+/// Settings for `NEAREST_SQL`, for the rest of the transaction: iterative HNSW scans
+/// (pgvector 0.8) keep going until enough passages pass the filter.
+pub const NEAREST_SETTINGS_SQL: &str = "select set_config('hnsw.iterative_scan', 'relaxed_order', true), \
+            set_config('hnsw.ef_search', '100', true)";
+
 /// The nearest active passages of a knowledge base to `query` by cosine distance.
 pub async fn nearest(
     conn: &mut PgConnection,
@@ -423,26 +447,16 @@ pub async fn nearest(
     model: &str,
     limit: i64,
 ) -> sqlx::Result<Vec<Uuid>> {
-    // Filtered HNSW scans stop early when few neighbours match the filter; iterative scans
-    // (pgvector 0.8) keep going until `limit` matches are found.
-    sqlx::query(
-        "select set_config('hnsw.iterative_scan', 'relaxed_order', true), \
-                 set_config('hnsw.ef_search', '100', true)",
-    )
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query_scalar(
-        "select c.id from knowledge_chunks c \
-         join knowledge_sources s on s.id = c.source_id and c.generation = s.active_generation \
-         where c.knowledge_base_id = $1 and c.embedding is not null and c.embedding_model = $3 \
-         order by c.embedding <=> $2::vector limit $4",
-    )
-    .bind(base_id)
-    .bind(vector_literal(query))
-    .bind(model)
-    .bind(limit)
-    .fetch_all(conn)
-    .await
+    sqlx::query(NEAREST_SETTINGS_SQL)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query_scalar(NEAREST_SQL)
+        .bind(base_id)
+        .bind(vector_literal(query))
+        .bind(model)
+        .bind(limit)
+        .fetch_all(conn)
+        .await
 }
 
 #[derive(sqlx::FromRow, Clone)]

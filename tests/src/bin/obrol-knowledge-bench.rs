@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use obrol_api::knowledge::store::{NEAREST_SETTINGS_SQL, NEAREST_SQL};
 use obrol_tests::{fixture, Subscription, TestApp};
 use serde_json::{json, Value};
 
@@ -585,18 +586,20 @@ async fn main() {
             .execute(&mut *tx)
             .await
             .unwrap();
-        sqlx::query("select set_config('app.company_id', $1, true), set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', '100', true)")
+        sqlx::query("select set_config('app.company_id', $1, true)")
             .bind(&company)
             .execute(&mut *tx)
             .await
             .unwrap();
-        let _: Vec<uuid::Uuid> = sqlx::query_scalar(
-            "select c.id from knowledge_chunks c join knowledge_sources s on s.id = c.source_id and c.generation = s.active_generation \
-             where c.knowledge_base_id = $1::uuid and c.embedding is not null and c.embedding_model = 'local:all-MiniLM-L6-v2' \
-             order by c.embedding <=> $2::vector limit 50",
-        )
-        .bind(&base)
+        sqlx::query(NEAREST_SETTINGS_SQL)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let _: Vec<uuid::Uuid> = sqlx::query_scalar(NEAREST_SQL)
+        .bind(uuid::Uuid::parse_str(&base).unwrap())
         .bind(&vectors[i % vectors.len()])
+        .bind("local:all-MiniLM-L6-v2")
+        .bind(50i64)
         .fetch_all(&mut *tx)
         .await
         .unwrap();
