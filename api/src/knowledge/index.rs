@@ -157,6 +157,17 @@ pub async fn search(
         vectors: Duration::ZERO,
     };
     let query = query.trim();
+    // The query's vector is computed while the knowledge base is checked and the keyword
+    // search runs (it is most of a search's time with the local model).
+    let embedding = (mode != Mode::Keywords && !query.is_empty() && limit > 0).then(|| {
+        let embedder = knowledge.embedder.clone();
+        let text = query.to_string();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let result = embedder.embed(vec![text]).await;
+            (result, started.elapsed())
+        })
+    });
     let mut tx = state.db.tenant(company_id).await?;
     store::base(&mut tx, base_id)
         .await?
@@ -175,10 +186,14 @@ pub async fn search(
         timings.keywords = started.elapsed();
         rankings.push(keyword_hits.into_iter().map(|h| h.0).collect());
     }
-    if mode != Mode::Keywords {
-        let started = Instant::now();
-        let embedded = knowledge.embedder.embed(vec![query.to_string()]).await;
-        timings.embed = started.elapsed();
+    if let Some(embedding) = embedding {
+        let (embedded, took) = embedding.await.unwrap_or_else(|e| {
+            let err = obrol_knowledge::embed::EmbedError::Compute(format!(
+                "the embedding task failed ({e})"
+            ));
+            (Err(err), Duration::ZERO)
+        });
+        timings.embed = took;
         match embedded.map(|mut v| v.pop()) {
             Ok(Some(vector)) => {
                 let started = Instant::now();

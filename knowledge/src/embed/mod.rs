@@ -5,6 +5,7 @@
 //! (the OpenAI one asks the endpoint for 384 and refuses anything else), and each vector is
 //! stored with [`Embedder::model`] so a change of model is noticed and re-embedded.
 
+pub mod bert;
 pub mod local;
 pub mod openai;
 

@@ -1,0 +1,702 @@
+//! A BERT encoder for inference on the CPU, written for the sentence embedder: f32 weights,
+//! no padding, and the work arranged so that nearly all the time goes to matrix products.
+//!
+//! Why not candle-transformers' `BertModel` (which this replaced): it spent 43% of its time
+//! outside matrix products (erf GELU 17%, softmax 13%, scaling and masking, bias adds, head
+//! copies, one fresh allocation per operation) and padded every batch to its longest text.
+//! Measured with `cargo run --release -p obrol-knowledge --example embed_bench`, see
+//! docs/benchmarks.md. Here:
+//!
+//! - the texts of a batch are packed one after another (no padding); the dense layers see
+//!   all their tokens as one matrix, attention runs per text and head on its own rows;
+//! - the three projections Q, K, V are one product; heads are read in place through
+//!   strides, never copied;
+//! - bias and residual are written into the destination before the product, which then
+//!   accumulates (`dst := dst + a·b`), so neither costs a pass of its own;
+//! - scaling, softmax and GELU run in parallel over rows, in place;
+//! - matrix products use the `gemm` crate (the kernels candle itself calls).
+//!
+//! The vectors match sentence-transformers' (tests/embedding.rs, cosine ≥ 0.999) and
+//! candle's `BertModel` to float rounding.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use gemm::Parallelism;
+use rayon::prelude::*;
+use serde::Deserialize;
+
+/// The parts of a Hugging Face BERT `config.json` the encoder needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    pub vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+}
+
+fn default_eps() -> f64 {
+    1e-12
+}
+
+fn default_act() -> String {
+    "gelu".into()
+}
+
+/// A dense layer: `y = x·w + b` with `w` stored as [inputs, outputs], row-major.
+struct Linear {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    inputs: usize,
+    outputs: usize,
+}
+
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+struct Layer {
+    /// Q, K and V side by side: [hidden, 3 × hidden].
+    qkv: Linear,
+    attention_out: Linear,
+    attention_norm: Norm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: Norm,
+}
+
+pub struct Encoder {
+    config: Config,
+    word: Vec<f32>,
+    position: Vec<f32>,
+    /// Token type 0 (a single-segment input), added to every position.
+    token_type: Vec<f32>,
+    embedding_norm: Norm,
+    layers: Vec<Layer>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BertError {
+    #[error("{0}")]
+    Weights(String),
+    #[error("token id {id} is outside the vocabulary ({size})")]
+    Token { id: u32, size: usize },
+    #[error("a text has {len} tokens; the model reads at most {max}")]
+    TooLong { len: usize, max: usize },
+}
+
+/// The weights, read once: tensor name → (shape, values).
+struct Weights {
+    tensors: HashMap<String, Tensor>,
+    prefix: &'static str,
+}
+
+impl Weights {
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, BertError> {
+        let full = format!("{}{name}", self.prefix);
+        let tensor = self
+            .tensors
+            .get(&full)
+            .ok_or_else(|| BertError::Weights(format!("the weights have no tensor {full}")))?;
+        if tensor.dims() != shape {
+            return Err(BertError::Weights(format!(
+                "{full} has shape {:?}, expected {shape:?}",
+                tensor.dims()
+            )));
+        }
+        tensor
+            .to_dtype(DType::F32)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| BertError::Weights(format!("{full}: {e}")))
+    }
+
+    /// A PyTorch `Linear` (weight [out, in]) as [in, out].
+    fn linear(&self, name: &str, inputs: usize, outputs: usize) -> Result<Linear, BertError> {
+        let w = self.get(&format!("{name}.weight"), &[outputs, inputs])?;
+        let b = self.get(&format!("{name}.bias"), &[outputs])?;
+        let mut t = vec![0.0f32; w.len()];
+        for o in 0..outputs {
+            for i in 0..inputs {
+                t[i * outputs + o] = w[o * inputs + i];
+            }
+        }
+        Ok(Linear {
+            w: t,
+            b,
+            inputs,
+            outputs,
+        })
+    }
+
+    fn norm(&self, name: &str, size: usize) -> Result<Norm, BertError> {
+        Ok(Norm {
+            gamma: self.get(&format!("{name}.weight"), &[size])?,
+            beta: self.get(&format!("{name}.bias"), &[size])?,
+        })
+    }
+}
+
+/// Q, K and V as one layer with three times the outputs.
+fn concat_outputs(parts: [Linear; 3]) -> Linear {
+    let inputs = parts[0].inputs;
+    let outputs: usize = parts.iter().map(|p| p.outputs).sum();
+    let mut w = Vec::with_capacity(inputs * outputs);
+    for i in 0..inputs {
+        for p in &parts {
+            w.extend_from_slice(&p.w[i * p.outputs..(i + 1) * p.outputs]);
+        }
+    }
+    let b = parts.iter().flat_map(|p| p.b.iter().copied()).collect();
+    Linear {
+        w,
+        b,
+        inputs,
+        outputs,
+    }
+}
+
+impl Encoder {
+    /// Reads a BERT checkpoint (`model.safetensors`, names with or without a `bert.` prefix).
+    pub fn load(weights: &Path, config: Config) -> Result<Self, BertError> {
+        if config.hidden_act != "gelu" {
+            return Err(BertError::Weights(format!(
+                "activation {} is not supported (only gelu)",
+                config.hidden_act
+            )));
+        }
+        if config.num_attention_heads == 0
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
+        {
+            return Err(BertError::Weights(
+                "hidden size is not a multiple of the number of heads".into(),
+            ));
+        }
+        let tensors = candle_core::safetensors::load(weights, &Device::Cpu)
+            .map_err(|e| BertError::Weights(format!("{}: {e}", weights.display())))?;
+        let prefix = if tensors.contains_key("embeddings.word_embeddings.weight") {
+            ""
+        } else {
+            "bert."
+        };
+        let w = Weights { tensors, prefix };
+        let (h, i) = (config.hidden_size, config.intermediate_size);
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for l in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{l}");
+            let qkv = concat_outputs([
+                w.linear(&format!("{p}.attention.self.query"), h, h)?,
+                w.linear(&format!("{p}.attention.self.key"), h, h)?,
+                w.linear(&format!("{p}.attention.self.value"), h, h)?,
+            ]);
+            layers.push(Layer {
+                qkv,
+                attention_out: w.linear(&format!("{p}.attention.output.dense"), h, h)?,
+                attention_norm: w.norm(&format!("{p}.attention.output.LayerNorm"), h)?,
+                intermediate: w.linear(&format!("{p}.intermediate.dense"), h, i)?,
+                output: w.linear(&format!("{p}.output.dense"), i, h)?,
+                output_norm: w.norm(&format!("{p}.output.LayerNorm"), h)?,
+            });
+        }
+        let token_types = w
+            .tensors
+            .get(&format!("{prefix}embeddings.token_type_embeddings.weight"))
+            .map(|t| t.dims().first().copied().unwrap_or(0))
+            .unwrap_or(0);
+        let token_type = w.get(
+            "embeddings.token_type_embeddings.weight",
+            &[token_types.max(1), h],
+        )?[..h]
+            .to_vec();
+        Ok(Self {
+            word: w.get("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
+            position: w.get(
+                "embeddings.position_embeddings.weight",
+                &[config.max_position_embeddings, h],
+            )?,
+            token_type,
+            embedding_norm: w.norm("embeddings.LayerNorm", h)?,
+            layers,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The mean of the last hidden states over each text's tokens (not normalised).
+    /// `texts` are token ids, [CLS] … [SEP] included, each at most
+    /// `max_position_embeddings` long.
+    pub fn mean_pooled(&self, texts: &[&[u32]]) -> Result<Vec<Vec<f32>>, BertError> {
+        let h = self.config.hidden_size;
+        let mut offsets = Vec::with_capacity(texts.len() + 1);
+        offsets.push(0usize);
+        for t in texts {
+            if t.len() > self.config.max_position_embeddings {
+                return Err(BertError::TooLong {
+                    len: t.len(),
+                    max: self.config.max_position_embeddings,
+                });
+            }
+            if let Some(&id) = t.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+                return Err(BertError::Token {
+                    id,
+                    size: self.config.vocab_size,
+                });
+            }
+            offsets.push(offsets.last().unwrap_or(&0) + t.len());
+        }
+        let rows = *offsets.last().unwrap_or(&0);
+        if rows == 0 {
+            return Ok(texts.iter().map(|_| vec![0.0; h]).collect());
+        }
+        // The whole pass runs on the thread pool, so its many small parallel steps are
+        // handed between pool threads instead of each being injected from outside (a wake-up
+        // of the pool per step, which dominated the time of a one-query pass).
+        let x = rayon::scope(|_| self.forward(texts, &offsets));
+        Ok(texts
+            .iter()
+            .enumerate()
+            .map(|(n, t)| {
+                let mut sum = vec![0.0f32; h];
+                for row in offsets[n]..offsets[n + 1] {
+                    for (s, v) in sum.iter_mut().zip(&x[row * h..(row + 1) * h]) {
+                        *s += v;
+                    }
+                }
+                let count = t.len().max(1) as f32;
+                sum.iter_mut().for_each(|s| *s /= count);
+                sum
+            })
+            .collect())
+    }
+
+    /// The last hidden states, [rows, hidden], rows = every text's tokens in turn.
+    fn forward(&self, texts: &[&[u32]], offsets: &[usize]) -> Vec<f32> {
+        let cfg = &self.config;
+        let (h, heads) = (cfg.hidden_size, cfg.num_attention_heads);
+        let rows = offsets[texts.len()];
+        let eps = cfg.layer_norm_eps as f32;
+
+        // Embeddings: word + position + token type 0, then LayerNorm.
+        let tokens: Vec<(usize, u32)> = texts
+            .iter()
+            .flat_map(|t| t.iter().copied().enumerate())
+            .collect();
+        let mut x = vec![0.0f32; rows * h];
+        x.par_chunks_mut(h)
+            .zip(tokens.par_iter())
+            .with_min_len(ROWS_PER_TASK)
+            .for_each(|(out, &(pos, id))| {
+                let word = &self.word[id as usize * h..(id as usize + 1) * h];
+                let position = &self.position[pos * h..(pos + 1) * h];
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = word[j] + position[j] + self.token_type[j];
+                }
+                layer_norm(out, &self.embedding_norm, eps);
+            });
+
+        let spans: Vec<(usize, usize)> = (0..texts.len())
+            .map(|n| (offsets[n], offsets[n + 1] - offsets[n]))
+            .filter(|&(_, len)| len > 0)
+            .collect();
+        let mut qkv = vec![0.0f32; rows * 3 * h];
+        let mut context = vec![0.0f32; rows * h];
+        let mut attended = vec![0.0f32; rows * h];
+        let mut inner = vec![0.0f32; rows * cfg.intermediate_size];
+        for layer in &self.layers {
+            linear(&x, &layer.qkv, None, &mut qkv);
+            attention(&qkv, &spans, heads, h, &mut context);
+            // attended = LayerNorm(context·W + b + x)
+            linear(&context, &layer.attention_out, Some(&x), &mut attended);
+            attended
+                .par_chunks_mut(h)
+                .with_min_len(ROWS_PER_TASK)
+                .for_each(|row| layer_norm(row, &layer.attention_norm, eps));
+            // x = LayerNorm(GELU(attended·W1 + b1)·W2 + b2 + attended)
+            linear(&attended, &layer.intermediate, None, &mut inner);
+            inner.par_chunks_mut(16 * 1024).for_each(|chunk| {
+                chunk.iter_mut().for_each(|v| *v = gelu(*v));
+            });
+            linear(&inner, &layer.output, Some(&attended), &mut x);
+            x.par_chunks_mut(h)
+                .with_min_len(ROWS_PER_TASK)
+                .for_each(|row| layer_norm(row, &layer.output_norm, eps));
+        }
+        x
+    }
+}
+
+/// `out = input·w + b (+ residual)`, for `rows = input.len() / w.inputs` rows.
+fn linear(input: &[f32], layer: &Linear, residual: Option<&[f32]>, out: &mut [f32]) {
+    let (k, n) = (layer.inputs, layer.outputs);
+    let m = input.len() / k;
+    debug_assert_eq!(out.len(), m * n);
+    out.par_chunks_mut(n)
+        .with_min_len(ROWS_PER_TASK)
+        .enumerate()
+        .for_each(|(r, row)| {
+            row.copy_from_slice(&layer.b);
+            if let Some(res) = residual {
+                for (o, v) in row.iter_mut().zip(&res[r * n..(r + 1) * n]) {
+                    *o += v;
+                }
+            }
+        });
+    if m <= FEW_ROWS && few_rows_supported(n) {
+        few_rows(input, layer, m, out);
+        return;
+    }
+    // SAFETY: every pointer covers the extent the strides describe: `out` is m×n, `input`
+    // m×k and `layer.w` k×n, all row-major and contiguous; `out` does not alias the others.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            input.as_ptr(),
+            1,
+            k as isize,
+            layer.w.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::Rayon(0),
+        );
+    }
+}
+
+/// Up to this many rows (a search query), products use `few_rows`.
+const FEW_ROWS: usize = 32;
+/// Output columns one task of `few_rows` computes.
+const FEW_ROWS_BLOCK: usize = 64;
+
+/// A product with few rows is bound by reading the weights (42 MB for the whole model), not
+/// by arithmetic: general kernels pack the weight matrix into a scratch copy for every call
+/// and so read it twice and write it once. This reads each weight once, 16 columns at a
+/// time for up to 4 rows in registers, with the column blocks shared between threads.
+fn few_rows(input: &[f32], layer: &Linear, m: usize, out: &mut [f32]) {
+    let target = SharedOut(out.as_mut_ptr());
+    let blocks = layer.outputs / FEW_ROWS_BLOCK;
+    (0..blocks).into_par_iter().for_each(|b| {
+        // SAFETY: `few_rows_supported` checked the CPU features; the block's columns
+        // [b·64, b·64 + 64) of every row are written by this task alone.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            few_rows_block_fma(input, layer, m, b * FEW_ROWS_BLOCK, target.ptr())
+        }
+    });
+}
+
+fn few_rows_supported(outputs: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        outputs.is_multiple_of(FEW_ROWS_BLOCK)
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = outputs;
+        false
+    }
+}
+
+/// Columns [c0, c0 + 64) of `out += input · w` for all `m` rows.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; `out` must point to an m×outputs row-major matrix whose
+/// columns [c0, c0 + 64) nobody else writes meanwhile.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn few_rows_block_fma(input: &[f32], layer: &Linear, m: usize, c0: usize, out: *mut f32) {
+    for c in (c0..c0 + FEW_ROWS_BLOCK).step_by(16) {
+        let mut r = 0;
+        while r < m {
+            match m - r {
+                1 => tile::<1>(input, layer, r, c, out),
+                2 => tile::<2>(input, layer, r, c, out),
+                3 => tile::<3>(input, layer, r, c, out),
+                _ => tile::<4>(input, layer, r, c, out),
+            }
+            r += 4;
+        }
+    }
+}
+
+/// `R` rows × 16 columns, accumulated over all inputs in registers.
+#[inline(always)]
+unsafe fn tile<const R: usize>(input: &[f32], layer: &Linear, r0: usize, c: usize, out: *mut f32) {
+    let (k, n) = (layer.inputs, layer.outputs);
+    let mut acc = [[0.0f32; 16]; R];
+    let rows: [&[f32]; R] = std::array::from_fn(|r| &input[(r0 + r) * k..(r0 + r + 1) * k]);
+    #[allow(clippy::needless_range_loop)] // i indexes the weights' rows and every input row
+    for i in 0..k {
+        let w: &[f32; 16] = layer.w[i * n + c..i * n + c + 16]
+            .try_into()
+            .expect("16 columns");
+        for r in 0..R {
+            let a = rows[r][i];
+            for j in 0..16 {
+                acc[r][j] = a.mul_add(w[j], acc[r][j]);
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            *out.add((r0 + r) * n + c + j) += v;
+        }
+    }
+}
+
+/// Rows of an element-wise step one task takes on (a split costs more than a few rows).
+const ROWS_PER_TASK: usize = 32;
+
+/// A pointer that parallel attention tasks write through, each to its own columns of its
+/// own rows.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+
+impl SharedOut {
+    /// Through a method, so closures capture the whole (Send) wrapper, not the bare pointer.
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+// SAFETY: tasks write disjoint regions (one text's rows × one head's columns).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+/// Scaled dot-product attention, one task per text and head. `qkv` is [rows, 3h] (Q, K, V
+/// side by side, heads of `h / heads` columns each); `out` [rows, h] gets every head's
+/// result in that head's columns. A text only attends to its own tokens, so no mask.
+fn attention(qkv: &[f32], spans: &[(usize, usize)], heads: usize, h: usize, out: &mut [f32]) {
+    let d = h / heads;
+    let stride = 3 * h;
+    let scale = 1.0 / (d as f32).sqrt();
+    let target = SharedOut(out.as_mut_ptr());
+    let tasks: Vec<(usize, usize, usize)> = spans
+        .iter()
+        .flat_map(|&(start, len)| (0..heads).map(move |head| (start, len, head)))
+        .collect();
+    tasks
+        .par_iter()
+        .for_each_init(Vec::new, |scores, &(start, len, head)| {
+            scores.clear();
+            scores.resize(len * len, 0.0f32);
+            let q = qkv[start * stride + head * d..].as_ptr();
+            let k = qkv[start * stride + h + head * d..].as_ptr();
+            let v = qkv[start * stride + 2 * h + head * d..].as_ptr();
+            // SAFETY: Q, K and V of this text and head lie within `qkv` (len rows from `start`,
+            // row stride 3h, d columns); `scores` is len×len; the destination block (len rows
+            // from `start`, row stride h, d columns from head·d) lies within `out`, and no
+            // other task writes it.
+            unsafe {
+                // scores = scale · Q·Kᵀ  (Kᵀ read in place: column stride = K's row stride)
+                gemm::gemm(
+                    len,
+                    len,
+                    d,
+                    scores.as_mut_ptr(),
+                    1,
+                    len as isize,
+                    false,
+                    q,
+                    1,
+                    stride as isize,
+                    k,
+                    stride as isize,
+                    1,
+                    0.0,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+            for row in scores.chunks_mut(len) {
+                softmax(row);
+            }
+            unsafe {
+                gemm::gemm(
+                    len,
+                    d,
+                    len,
+                    target.ptr().add(start * h + head * d),
+                    1,
+                    h as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    len as isize,
+                    v,
+                    1,
+                    stride as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+        });
+}
+
+fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+fn layer_norm(row: &mut [f32], norm: &Norm, eps: f32) {
+    let n = row.len() as f32;
+    let mean = row.iter().sum::<f32>() / n;
+    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    for ((v, g), b) in row.iter_mut().zip(&norm.gamma).zip(&norm.beta) {
+        *v = (*v - mean) * inv * g + b;
+    }
+}
+
+/// GELU as BERT defines it, x·Φ(x) with the exact normal CDF: 0.5·x·(1 + erf(x/√2)).
+#[inline]
+fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// erf with an absolute error below 1.5e-7 (Abramowitz and Stegun, formula 7.1.26).
+#[inline]
+fn erf(x: f32) -> f32 {
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [
+        0.254_829_6,
+        -0.284_496_74,
+        1.421_413_8,
+        -1.453_152_1,
+        1.061_405_4,
+    ];
+    let sign = if x < 0.0 { -1.0 } else { 1.0 };
+    let x = x.abs();
+    let t = 1.0 / (1.0 + P * x);
+    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+    sign * (1.0 - poly * (-x * x).exp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erf_is_close_to_reference_values() {
+        // erf values from tables (to 9 digits), compared in f64.
+        for (x, want) in [
+            (0.0f32, 0.0f64),
+            (0.1, 0.112_462_916),
+            (0.5, 0.520_499_878),
+            (1.0, 0.842_700_793),
+            (2.0, 0.995_322_265),
+            (-1.5, -0.966_105_146),
+            (4.0, 0.999_999_985),
+        ] {
+            assert!(
+                (erf(x) as f64 - want).abs() < 3e-7,
+                "erf({x}) = {} not {want}",
+                erf(x)
+            );
+        }
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_keeps_order() {
+        let mut row = vec![1.0, 3.0, 2.0, -50.0];
+        softmax(&mut row);
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(row[1] > row[2] && row[2] > row[0] && row[3] < 1e-20);
+    }
+
+    #[test]
+    fn few_rows_agrees_with_the_general_product() {
+        let (k, n) = (48, 128);
+        let mut seed = 7u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        let layer = Linear {
+            w: (0..k * n).map(|_| next()).collect(),
+            b: (0..n).map(|_| next()).collect(),
+            inputs: k,
+            outputs: n,
+        };
+        for m in [1, 3, 4, 5, 9] {
+            let input: Vec<f32> = (0..m * k).map(|_| next()).collect();
+            let mut want = vec![0.0f32; m * n];
+            for r in 0..m {
+                for c in 0..n {
+                    want[r * n + c] = layer.b[c]
+                        + (0..k)
+                            .map(|i| input[r * k + i] * layer.w[i * n + c])
+                            .sum::<f32>();
+                }
+            }
+            let mut got = vec![0.0f32; m * n];
+            linear(&input, &layer, None, &mut got);
+            let worst = want
+                .iter()
+                .zip(&got)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "{m} rows: off by {worst}");
+        }
+    }
+
+    #[test]
+    fn linear_adds_bias_and_residual() {
+        // 2 rows × 3 inputs → 2 outputs
+        let layer = Linear {
+            w: vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+            b: vec![0.5, -0.5],
+            inputs: 3,
+            outputs: 2,
+        };
+        let input = [1.0, 2.0, 3.0, 0.0, 1.0, 0.0];
+        let residual = [10.0, 20.0, 30.0, 40.0];
+        let mut out = [0.0; 4];
+        linear(&input, &layer, Some(&residual), &mut out);
+        assert_eq!(
+            out,
+            [
+                1.0 + 3.0 + 0.5 + 10.0,
+                2.0 + 3.0 - 0.5 + 20.0,
+                30.5,
+                1.0 + 0.0 - 0.5 + 40.0
+            ]
+        );
+    }
+}
