@@ -149,8 +149,7 @@ impl Ingest {
             let mut tx = self.state.db.tenant(company_id).await?;
             let stored = store::count_chunks(&mut tx, source_id, generation).await?;
             if stored == source.chunk_count as i64 {
-                if !jobs::is_queued(&mut tx, EMBED_JOB, "source_id", &source_id.to_string())
-                    .await?
+                if !jobs::is_queued(&mut tx, EMBED_JOB, "source_id", &source_id.to_string()).await?
                 {
                     queue_embedding(&mut tx, &source).await?;
                 }

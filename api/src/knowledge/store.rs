@@ -436,7 +436,8 @@ pub const NEAREST_SQL: &str = "select n.id from ( \
 
 /// Settings for `NEAREST_SQL`, for the rest of the transaction: iterative HNSW scans
 /// (pgvector 0.8) keep going until enough passages pass the filter.
-pub const NEAREST_SETTINGS_SQL: &str = "select set_config('hnsw.iterative_scan', 'relaxed_order', true), \
+pub const NEAREST_SETTINGS_SQL: &str =
+    "select set_config('hnsw.iterative_scan', 'relaxed_order', true), \
             set_config('hnsw.ef_search', '100', true)";
 
 /// The nearest active passages of a knowledge base to `query` by cosine distance.

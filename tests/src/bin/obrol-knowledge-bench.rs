@@ -596,13 +596,13 @@ async fn main() {
             .await
             .unwrap();
         let _: Vec<uuid::Uuid> = sqlx::query_scalar(NEAREST_SQL)
-        .bind(uuid::Uuid::parse_str(&base).unwrap())
-        .bind(&vectors[i % vectors.len()])
-        .bind("local:all-MiniLM-L6-v2")
-        .bind(50i64)
-        .fetch_all(&mut *tx)
-        .await
-        .unwrap();
+            .bind(uuid::Uuid::parse_str(&base).unwrap())
+            .bind(&vectors[i % vectors.len()])
+            .bind("local:all-MiniLM-L6-v2")
+            .bind(50i64)
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         sql_ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
