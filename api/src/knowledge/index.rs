@@ -151,6 +151,7 @@ pub async fn search(
     mode: Mode,
 ) -> ApiResult<(Vec<Hit>, Timings)> {
     let knowledge = &state.knowledge;
+    let search_started = Instant::now();
     let mut timings = Timings {
         keywords: Duration::ZERO,
         embed: Duration::ZERO,
@@ -236,6 +237,13 @@ pub async fn search(
         })
         .take(limit)
         .collect();
+    tracing::debug!(
+        keywords_us = timings.keywords.as_micros() as u64,
+        embed_us = timings.embed.as_micros() as u64,
+        vectors_us = timings.vectors.as_micros() as u64,
+        total_us = search_started.elapsed().as_micros() as u64,
+        "knowledge search"
+    );
     Ok((hits, timings))
 }
 
