@@ -217,6 +217,8 @@ struct Row {
     plain: Duration,
     ours_chars: usize,
     poppler_chars: usize,
+    /// pdftotext process start-ups in the times (one per file).
+    startups: u32,
 }
 
 fn main() {
@@ -318,6 +320,7 @@ fn main() {
             plain,
             ours_chars,
             poppler_chars,
+            startups: 1,
         });
     }
 
@@ -325,8 +328,11 @@ fn main() {
     println!();
     println!("| file | pages | KB | ours ms | of which parse | pdftotext -layout ms | pdftotext ms | ours / -layout | ours / plain | ours / -layout net | ours / plain net | ours pages/s | -layout pages/s | chars ours / pdftotext |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let net = |d: Duration| (d.saturating_sub(startup)).max(Duration::from_micros(1));
     let line = |r: &Row| {
+        let net = |d: Duration| {
+            d.saturating_sub(startup * r.startups)
+                .max(Duration::from_micros(1))
+        };
         println!(
             "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} |",
             r.name,
@@ -350,7 +356,7 @@ fn main() {
     }
     if !rows.is_empty() {
         // Totals: sums of the best times; start-up subtracted once per file for "net".
-        let total = Row {
+        line(&Row {
             name: format!("**total ({} files)**", rows.len()),
             pages: rows.iter().map(|r| r.pages).sum(),
             kb: rows.iter().map(|r| r.kb).sum(),
@@ -360,26 +366,8 @@ fn main() {
             plain: rows.iter().map(|r| r.plain).sum(),
             ours_chars: rows.iter().map(|r| r.ours_chars).sum(),
             poppler_chars: rows.iter().map(|r| r.poppler_chars).sum(),
-        };
-        let n = rows.len() as u32;
-        let net_total = |d: Duration| d.saturating_sub(startup * n).max(Duration::from_micros(1));
-        println!(
-            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} |",
-            total.name,
-            total.pages,
-            total.kb,
-            ms(total.ours),
-            ms(total.parse),
-            ms(total.layout),
-            ms(total.plain),
-            total.ours.as_secs_f64() / total.layout.as_secs_f64(),
-            total.ours.as_secs_f64() / total.plain.as_secs_f64(),
-            total.ours.as_secs_f64() / net_total(total.layout).as_secs_f64(),
-            total.ours.as_secs_f64() / net_total(total.plain).as_secs_f64(),
-            total.pages as f64 / total.ours.as_secs_f64(),
-            total.pages as f64 / total.layout.as_secs_f64(),
-            total.ours_chars as f64 / total.poppler_chars.max(1) as f64,
-        );
+            startups: rows.len() as u32,
+        });
     }
     println!();
     println!("load at end: {}", loadavg());
