@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use obrol_api::knowledge::store::{NEAREST_SETTINGS_SQL, NEAREST_SQL};
 use obrol_knowledge::embed::local::LocalEmbedder;
-use obrol_tests::{fixture, Subscription, TestApp};
+use obrol_tests::{fixture, pdf_from_objects, Subscription, TestApp};
 use serde_json::{json, Value};
 
 /// Deterministic text in the shop's domain, with a marker word per document.
@@ -161,27 +161,7 @@ fn text_pdf(words: &mut Words, marker: &str, pages: usize, padding: usize) -> Ve
         stream.extend(b"\nendstream");
         objects.push(stream);
     }
-    let mut out = b"%PDF-1.4\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, object) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend(format!("{} 0 obj\n", i + 1).bytes());
-        out.extend(object);
-        out.extend(b"\nendobj\n");
-    }
-    let xref = out.len();
-    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).bytes());
-    for offset in offsets {
-        out.extend(format!("{offset:010} 00000 n \n").bytes());
-    }
-    out.extend(
-        format!(
-            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
-        )
-        .bytes(),
-    );
-    out
+    pdf_from_objects(&objects)
 }
 
 fn xml_escape(text: &str) -> String {

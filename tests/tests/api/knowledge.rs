@@ -298,42 +298,28 @@ async fn files_of_every_format_are_ingested_with_pages_and_headings() {
 
 /// A PDF with `pages` blank pages and, optionally, an unused stream of `padding` bytes.
 fn blank_pdf(pages: usize, padding: usize) -> Vec<u8> {
-    let mut out = b"%PDF-1.4\n".to_vec();
-    let mut offsets = Vec::new();
     let kids: Vec<String> = (0..pages).map(|i| format!("{} 0 R", i + 3)).collect();
     let mut objects = vec![
-        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
         format!(
             "<< /Type /Pages /Kids [{}] /Count {pages} >>",
             kids.join(" ")
-        ),
+        )
+        .into_bytes(),
     ];
     for _ in 0..pages {
-        objects.push("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>".into());
+        objects.push(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>".to_vec());
     }
     if padding > 0 {
-        objects.push(format!(
-            "<< /Length {padding} >>\nstream\n{}\nendstream",
-            "x".repeat(padding)
-        ));
+        objects.push(
+            format!(
+                "<< /Length {padding} >>\nstream\n{}\nendstream",
+                "x".repeat(padding)
+            )
+            .into_bytes(),
+        );
     }
-    for (i, object) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend(format!("{} 0 obj\n{object}\nendobj\n", i + 1).bytes());
-    }
-    let xref = out.len();
-    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).bytes());
-    for offset in offsets {
-        out.extend(format!("{offset:010} 00000 n \n").bytes());
-    }
-    out.extend(
-        format!(
-            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
-        )
-        .bytes(),
-    );
-    out
+    obrol_tests::pdf_from_objects(&objects)
 }
 
 fn stored_files(app: &TestApp) -> usize {
