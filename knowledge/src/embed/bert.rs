@@ -14,16 +14,20 @@
 //! - bias and residual are written into the destination before the product, which then
 //!   accumulates (`dst := dst + a·b`), so neither costs a pass of its own;
 //! - scaling, softmax and GELU run in parallel over rows, in place;
-//! - matrix products use the `gemm` crate (the kernels candle itself calls).
+//! - matrix products use the `gemm` crate (the kernels candle itself calls), except those
+//!   with at most 32 rows (a search query), which read a half-precision copy of the weights
+//!   packed at load time (`few_rows`).
 //!
 //! The vectors match sentence-transformers' (tests/embedding.rs, cosine ≥ 0.999) and
-//! candle's `BertModel` to float rounding.
+//! candle's `BertModel` to float rounding; a query's vector, computed with half-precision
+//! weights, matches the same text's in a batch to cosine > 0.99999.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use gemm::Parallelism;
+use half::f16;
 use rayon::prelude::*;
 use serde::Deserialize;
 
@@ -52,10 +56,26 @@ fn default_act() -> String {
 
 /// A dense layer: `y = x·w + b` with `w` stored as [inputs, outputs], row-major.
 struct Linear {
+    /// [inputs, outputs], row-major.
     w: Vec<f32>,
     b: Vec<f32>,
     inputs: usize,
     outputs: usize,
+    /// The same weights in half precision as panels of 32 columns, for `few_rows` (empty if
+    /// the outputs are not a multiple of 32).
+    panels: Vec<f16>,
+}
+
+impl Linear {
+    fn new(w: Vec<f32>, b: Vec<f32>, inputs: usize, outputs: usize) -> Self {
+        Self {
+            panels: panels(&w, inputs, outputs),
+            w,
+            b,
+            inputs,
+            outputs,
+        }
+    }
 }
 
 struct Norm {
@@ -129,12 +149,7 @@ impl Weights {
                 t[i * outputs + o] = w[o * inputs + i];
             }
         }
-        Ok(Linear {
-            w: t,
-            b,
-            inputs,
-            outputs,
-        })
+        Ok(Linear::new(t, b, inputs, outputs))
     }
 
     fn norm(&self, name: &str, size: usize) -> Result<Norm, BertError> {
@@ -156,12 +171,7 @@ fn concat_outputs(parts: [Linear; 3]) -> Linear {
         }
     }
     let b = parts.iter().flat_map(|p| p.b.iter().copied()).collect();
-    Linear {
-        w,
-        b,
-        inputs,
-        outputs,
-    }
+    Linear::new(w, b, inputs, outputs)
 }
 
 impl Encoder {
@@ -354,8 +364,8 @@ fn linear(input: &[f32], layer: &Linear, residual: Option<&[f32]>, out: &mut [f3
                 }
             }
         });
-    if m <= FEW_ROWS && few_rows_supported(n) {
-        few_rows(input, layer, m, out);
+    if m <= FEW_ROWS && few_rows_supported(layer) {
+        few_rows(input, layer, m, out, kernel());
         return;
     }
     // SAFETY: every pointer covers the extent the strides describe: `out` is m×n, `input`
@@ -387,84 +397,209 @@ fn linear(input: &[f32], layer: &Linear, residual: Option<&[f32]>, out: &mut [f3
 
 /// Up to this many rows (a search query), products use `few_rows`.
 const FEW_ROWS: usize = 32;
-/// Output columns one task of `few_rows` computes.
-const FEW_ROWS_BLOCK: usize = 64;
+/// Output columns of one panel of `Linear::panels`.
+const PANEL: usize = 32;
+/// Panels one task of `few_rows` computes.
+const PANELS_PER_TASK: usize = 2;
 
-/// A product with few rows is bound by reading the weights (42 MB for the whole model), not
-/// by arithmetic: general kernels pack the weight matrix into a scratch copy for every call
-/// and so read it twice and write it once. This reads each weight once, 16 columns at a
-/// time for up to 4 rows in registers, with the column blocks shared between threads.
-fn few_rows(input: &[f32], layer: &Linear, m: usize, out: &mut [f32]) {
-    let target = SharedOut(out.as_mut_ptr());
-    let blocks = layer.outputs / FEW_ROWS_BLOCK;
-    (0..blocks).into_par_iter().for_each(|b| {
-        // SAFETY: `few_rows_supported` checked the CPU features; the block's columns
-        // [b·64, b·64 + 64) of every row are written by this task alone.
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            few_rows_block_fma(input, layer, m, b * FEW_ROWS_BLOCK, target.ptr())
+/// The weights of `w` ([inputs, outputs], row-major) in half precision as panels of 32
+/// columns, each panel stored row after row ([inputs, 32]), so that a product with few rows
+/// reads them in order, and half as many bytes of them.
+fn panels(w: &[f32], inputs: usize, outputs: usize) -> Vec<f16> {
+    if !outputs.is_multiple_of(PANEL) {
+        return Vec::new();
+    }
+    let mut packed = Vec::with_capacity(w.len());
+    for c0 in (0..outputs).step_by(PANEL) {
+        for i in 0..inputs {
+            packed.extend(
+                w[i * outputs + c0..i * outputs + c0 + PANEL]
+                    .iter()
+                    .map(|&v| f16::from_f32(v)),
+            );
         }
-    });
+    }
+    packed
 }
 
-fn few_rows_supported(outputs: usize) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        outputs.is_multiple_of(FEW_ROWS_BLOCK)
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = outputs;
-        false
-    }
+/// Which kernel `few_rows` can use on this CPU.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kernel {
+    None,
+    Avx2,
+    Avx512,
 }
 
-/// Columns [c0, c0 + 64) of `out += input · w` for all `m` rows.
+fn kernel() -> Kernel {
+    static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+    *KERNEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx512f") {
+                return Kernel::Avx512;
+            }
+            if has!("avx2") && has!("fma") && has!("f16c") {
+                return Kernel::Avx2;
+            }
+        }
+        Kernel::None
+    })
+}
+
+/// A product with few rows is bound by reading the weights (21 MB in half precision for the
+/// whole model), not by arithmetic: general kernels pack the weight matrix into a scratch
+/// copy for every call, and reading a few columns of a row-major matrix touches a new page
+/// for every input. This reads the panels made at load time, each once and in order, with
+/// the rows' sums for the panel's 32 columns held in registers, the panels shared between
+/// threads.
+fn few_rows(input: &[f32], layer: &Linear, m: usize, out: &mut [f32], kernel: Kernel) {
+    let target = SharedOut(out.as_mut_ptr());
+    let count = layer.outputs / PANEL;
+    (0..count.div_ceil(PANELS_PER_TASK))
+        .into_par_iter()
+        .for_each(|t| {
+            for p in t * PANELS_PER_TASK..((t + 1) * PANELS_PER_TASK).min(count) {
+                // SAFETY: the caller checked the panels and that the CPU has the kernel's
+                // features (`few_rows_supported`); the panel's columns [p·32, p·32 + 32) of every row are written
+                // by this task alone.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    match kernel {
+                        Kernel::Avx512 => panel_rows_avx512(input, layer, m, p, target.ptr()),
+                        Kernel::Avx2 => panel_rows_avx2(input, layer, m, p, target.ptr()),
+                        Kernel::None => {}
+                    }
+                }
+            }
+        });
+}
+
+fn few_rows_supported(layer: &Linear) -> bool {
+    layer.panels.len() == layer.w.len() && kernel() != Kernel::None
+}
+
+/// Columns [p·32, p·32 + 32) of `out += input · w` for all `m` rows, 12 rows at a time (24
+/// of the 32 AVX-512 registers hold their sums).
 ///
 /// # Safety
-/// The CPU must have AVX2 and FMA; `out` must point to an m×outputs row-major matrix whose
-/// columns [c0, c0 + 64) nobody else writes meanwhile.
+/// The CPU must have AVX-512F; `layer.panels` must hold the panels of `layer.w`; `out` must
+/// point to an m×outputs row-major matrix whose columns [p·32, p·32 + 32) nobody else
+/// writes meanwhile.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn few_rows_block_fma(input: &[f32], layer: &Linear, m: usize, c0: usize, out: *mut f32) {
-    for c in (c0..c0 + FEW_ROWS_BLOCK).step_by(16) {
+#[target_feature(enable = "avx512f")]
+unsafe fn panel_rows_avx512(input: &[f32], layer: &Linear, m: usize, p: usize, out: *mut f32) {
+    let k = layer.inputs;
+    let panel = &layer.panels[p * k * PANEL..(p + 1) * k * PANEL];
+    let n = layer.outputs;
+    let mut r = 0;
+    while r < m {
+        let rows = &input[r * k..];
+        let dst = out.add(r * n + p * PANEL);
+        match m - r {
+            1 => tile_avx512::<1>(rows, k, panel, dst, n),
+            2 => tile_avx512::<2>(rows, k, panel, dst, n),
+            3 => tile_avx512::<3>(rows, k, panel, dst, n),
+            4 => tile_avx512::<4>(rows, k, panel, dst, n),
+            5 => tile_avx512::<5>(rows, k, panel, dst, n),
+            6 => tile_avx512::<6>(rows, k, panel, dst, n),
+            7 => tile_avx512::<7>(rows, k, panel, dst, n),
+            8 => tile_avx512::<8>(rows, k, panel, dst, n),
+            9 => tile_avx512::<9>(rows, k, panel, dst, n),
+            10 => tile_avx512::<10>(rows, k, panel, dst, n),
+            11 => tile_avx512::<11>(rows, k, panel, dst, n),
+            _ => tile_avx512::<12>(rows, k, panel, dst, n),
+        }
+        r += 12;
+    }
+}
+
+/// `R` rows × 32 columns: `dst[r][0..32] += Σ_i rows[r][i] · panel[i][0..32]`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn tile_avx512<const R: usize>(
+    rows: &[f32],
+    k: usize,
+    panel: &[f16],
+    dst: *mut f32,
+    n: usize,
+) {
+    use std::arch::x86_64::*;
+    debug_assert!(rows.len() >= R * k && panel.len() == k * PANEL);
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    let w = panel.as_ptr();
+    let x = rows.as_ptr();
+    for i in 0..k {
+        // The panel rows 2 kB ahead are on their way while these are used.
+        _mm_prefetch::<_MM_HINT_T0>(w.add(i * PANEL + 1024) as *const i8);
+        let w0 = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(i * PANEL) as *const __m256i));
+        let w1 = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(i * PANEL + 16) as *const __m256i));
+        for (r, a) in acc.iter_mut().enumerate() {
+            let v = _mm512_set1_ps(*x.add(r * k + i));
+            a[0] = _mm512_fmadd_ps(v, w0, a[0]);
+            a[1] = _mm512_fmadd_ps(v, w1, a[1]);
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        let o = dst.add(r * n);
+        _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), a[0]));
+        _mm512_storeu_ps(o.add(16), _mm512_add_ps(_mm512_loadu_ps(o.add(16)), a[1]));
+    }
+}
+
+/// Columns [p·32, p·32 + 32) of `out += input · w` for all `m` rows, as two halves of 16
+/// columns, 6 rows at a time (12 of the 16 AVX registers hold their sums).
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; otherwise as `panel_rows_avx512`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn panel_rows_avx2(input: &[f32], layer: &Linear, m: usize, p: usize, out: *mut f32) {
+    let k = layer.inputs;
+    let panel = &layer.panels[p * k * PANEL..(p + 1) * k * PANEL];
+    let n = layer.outputs;
+    for half in [0, 16] {
         let mut r = 0;
         while r < m {
+            let rows = &input[r * k..];
+            let dst = out.add(r * n + p * PANEL + half);
+            let w = &panel[half..];
             match m - r {
-                1 => tile::<1>(input, layer, r, c, out),
-                2 => tile::<2>(input, layer, r, c, out),
-                3 => tile::<3>(input, layer, r, c, out),
-                _ => tile::<4>(input, layer, r, c, out),
+                1 => tile_avx2::<1>(rows, k, w, dst, n),
+                2 => tile_avx2::<2>(rows, k, w, dst, n),
+                3 => tile_avx2::<3>(rows, k, w, dst, n),
+                4 => tile_avx2::<4>(rows, k, w, dst, n),
+                5 => tile_avx2::<5>(rows, k, w, dst, n),
+                _ => tile_avx2::<6>(rows, k, w, dst, n),
             }
-            r += 4;
+            r += 6;
         }
     }
 }
 
-/// `R` rows × 16 columns, accumulated over all inputs in registers.
+/// `R` rows × 16 columns: `dst[r][0..16] += Σ_i rows[r][i] · w[i·32..i·32 + 16]`.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn tile<const R: usize>(input: &[f32], layer: &Linear, r0: usize, c: usize, out: *mut f32) {
-    let (k, n) = (layer.inputs, layer.outputs);
-    let mut acc = [[0.0f32; 16]; R];
-    let rows: [&[f32]; R] = std::array::from_fn(|r| &input[(r0 + r) * k..(r0 + r + 1) * k]);
-    #[allow(clippy::needless_range_loop)] // i indexes the weights' rows and every input row
+unsafe fn tile_avx2<const R: usize>(rows: &[f32], k: usize, w: &[f16], dst: *mut f32, n: usize) {
+    use std::arch::x86_64::*;
+    debug_assert!(rows.len() >= R * k && w.len() >= (k - 1) * PANEL + 16);
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    let w = w.as_ptr();
+    let x = rows.as_ptr();
     for i in 0..k {
-        let w: &[f32; 16] = layer.w[i * n + c..i * n + c + 16]
-            .try_into()
-            .expect("16 columns");
-        for r in 0..R {
-            let a = rows[r][i];
-            for j in 0..16 {
-                acc[r][j] = a.mul_add(w[j], acc[r][j]);
-            }
+        _mm_prefetch::<_MM_HINT_T0>(w.add(i * PANEL + 1024) as *const i8);
+        let w0 = _mm256_cvtph_ps(_mm_loadu_si128(w.add(i * PANEL) as *const __m128i));
+        let w1 = _mm256_cvtph_ps(_mm_loadu_si128(w.add(i * PANEL + 8) as *const __m128i));
+        for (r, a) in acc.iter_mut().enumerate() {
+            let v = _mm256_broadcast_ss(&*x.add(r * k + i));
+            a[0] = _mm256_fmadd_ps(v, w0, a[0]);
+            a[1] = _mm256_fmadd_ps(v, w1, a[1]);
         }
     }
-    for (r, row) in acc.iter().enumerate() {
-        for (j, v) in row.iter().enumerate() {
-            *out.add((r0 + r) * n + c + j) += v;
-        }
+    for (r, a) in acc.iter().enumerate() {
+        let o = dst.add(r * n);
+        _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), a[0]));
+        _mm256_storeu_ps(o.add(8), _mm256_add_ps(_mm256_loadu_ps(o.add(8)), a[1]));
     }
 }
 
@@ -640,51 +775,87 @@ mod tests {
         assert!(row[1] > row[2] && row[2] > row[0] && row[3] < 1e-20);
     }
 
+    /// `input · w + b` in f64, with the weights as given.
+    fn product(input: &[f32], w: &[f32], b: &[f32], k: usize, n: usize) -> Vec<f32> {
+        let m = input.len() / k;
+        let mut out = vec![0.0f32; m * n];
+        for r in 0..m {
+            for c in 0..n {
+                let sum: f64 = (0..k)
+                    .map(|i| input[r * k + i] as f64 * w[i * n + c] as f64)
+                    .sum();
+                out[r * n + c] = (sum + b[c] as f64) as f32;
+            }
+        }
+        out
+    }
+
+    fn worst(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    }
+
     #[test]
-    fn few_rows_agrees_with_the_general_product() {
+    fn products_agree_with_a_plain_product() {
         let (k, n) = (48, 128);
         let mut seed = 7u32;
         let mut next = || {
             seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
         };
-        let layer = Linear {
-            w: (0..k * n).map(|_| next()).collect(),
-            b: (0..n).map(|_| next()).collect(),
-            inputs: k,
-            outputs: n,
-        };
-        for m in [1, 3, 4, 5, 9] {
-            let input: Vec<f32> = (0..m * k).map(|_| next()).collect();
-            let mut want = vec![0.0f32; m * n];
-            for r in 0..m {
-                for c in 0..n {
-                    want[r * n + c] = layer.b[c]
-                        + (0..k)
-                            .map(|i| input[r * k + i] * layer.w[i * n + c])
-                            .sum::<f32>();
-                }
+        let w: Vec<f32> = (0..k * n).map(|_| next()).collect();
+        let layer = Linear::new(w.clone(), (0..n).map(|_| next()).collect(), k, n);
+        // few_rows reads the weights in half precision
+        let halved: Vec<f32> = w.iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+        let mut kernels = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") && has!("f16c") {
+                kernels.push(Kernel::Avx2);
             }
+            if has!("avx512f") {
+                kernels.push(Kernel::Avx512);
+            }
+        }
+        for m in [1, 3, 4, 5, 6, 7, 9, 12, 13, 25, 32, 33, 40] {
+            let input: Vec<f32> = (0..m * k).map(|_| next()).collect();
+            let weights = if m <= FEW_ROWS && kernel() != Kernel::None {
+                &halved
+            } else {
+                &w
+            };
+            let want = product(&input, weights, &layer.b, k, n);
             let mut got = vec![0.0f32; m * n];
             linear(&input, &layer, None, &mut got);
-            let worst = want
-                .iter()
-                .zip(&got)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            assert!(worst < 1e-4, "{m} rows: off by {worst}");
+            assert!(
+                worst(&want, &got) < 1e-4,
+                "{m} rows: off by {}",
+                worst(&want, &got)
+            );
+            if m > FEW_ROWS {
+                continue;
+            }
+            let want = product(&input, &halved, &layer.b, k, n);
+            for &kernel in &kernels {
+                let mut got = vec![0.0f32; m * n];
+                for row in got.chunks_mut(n) {
+                    row.copy_from_slice(&layer.b);
+                }
+                few_rows(&input, &layer, m, &mut got, kernel);
+                let off = worst(&want, &got);
+                assert!(off < 1e-4, "{kernel:?}, {m} rows: off by {off}");
+            }
         }
+        eprintln!("kernels tested: {kernels:?}");
     }
 
     #[test]
     fn linear_adds_bias_and_residual() {
         // 2 rows × 3 inputs → 2 outputs
-        let layer = Linear {
-            w: vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0],
-            b: vec![0.5, -0.5],
-            inputs: 3,
-            outputs: 2,
-        };
+        let layer = Linear::new(vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0], vec![0.5, -0.5], 3, 2);
         let input = [1.0, 2.0, 3.0, 0.0, 1.0, 0.0];
         let residual = [10.0, 20.0, 30.0, 40.0];
         let mut out = [0.0; 4];
