@@ -177,7 +177,13 @@ pub async fn search(
         tx.commit().await?;
         return Ok((Vec::new(), timings));
     }
+    // While the query is embedded: the vector query's settings, the keyword ranking and its
+    // passages, so that only the vector query remains once the vector is there.
+    if embedding.is_some() {
+        store::prepare_nearest(&mut tx).await?;
+    }
     let mut rankings: Vec<Vec<Uuid>> = Vec::new();
+    let mut rows: HashMap<Uuid, HitRow> = HashMap::new();
     if mode != Mode::Vectors {
         let started = Instant::now();
         let keyword_hits = knowledge
@@ -185,8 +191,18 @@ pub async fn search(
             .search(company_id, base_id, query, CANDIDATES)
             .map_err(|e| ApiError::internal("full-text search failed", e))?;
         timings.keywords = started.elapsed();
-        rankings.push(keyword_hits.into_iter().map(|h| h.0).collect());
+        let ids: Vec<Uuid> = keyword_hits.into_iter().map(|h| h.0).collect();
+        // The index can briefly hold passages a newer generation replaced: only those
+        // PostgreSQL still has as active come back, and only they are ranked.
+        rows.extend(
+            store::hits(&mut tx, base_id, &ids)
+                .await?
+                .into_iter()
+                .map(|r| (r.id, r)),
+        );
+        rankings.push(ids.into_iter().filter(|id| rows.contains_key(id)).collect());
     }
+    let prepared_at = search_started.elapsed();
     if let Some(embedding) = embedding {
         let (embedded, took) = embedding.await.unwrap_or_else(|e| {
             let err = obrol_knowledge::embed::EmbedError::Compute(format!(
@@ -207,7 +223,8 @@ pub async fn search(
                 )
                 .await?;
                 timings.vectors = started.elapsed();
-                rankings.push(nearest);
+                rankings.push(nearest.iter().map(|r| r.id).collect());
+                rows.extend(nearest.into_iter().map(|r| (r.id, r)));
             }
             // Keywords still answer when the embedder cannot (an endpoint outage).
             Ok(None) => {}
@@ -217,30 +234,19 @@ pub async fn search(
             Err(err) => return Err(ApiError::internal("query embedding failed", err)),
         }
     }
-    let fused = reciprocal_rank_fusion(&rankings, K);
-    // Over-fetch: the index can briefly hold passages a newer generation replaced.
-    let wanted: Vec<(Uuid, f32)> = fused.into_iter().take(limit * 2).collect();
-    let ids: Vec<Uuid> = wanted.iter().map(|w| w.0).collect();
-    let rows: HashMap<Uuid, HitRow> = store::hits(&mut tx, base_id, &ids)
-        .await?
-        .into_iter()
-        .map(|r| (r.id, r))
-        .collect();
     tx.commit().await?;
-    let hits = wanted
+    let queried_at = search_started.elapsed();
+    let hits = reciprocal_rank_fusion(&rankings, K)
         .into_iter()
-        .filter_map(|(id, score)| {
-            rows.get(&id).map(|row| Hit {
-                score,
-                row: row.clone(),
-            })
-        })
         .take(limit)
+        .filter_map(|(id, score)| rows.remove(&id).map(|row| Hit { score, row }))
         .collect();
     tracing::debug!(
         keywords_us = timings.keywords.as_micros() as u64,
         embed_us = timings.embed.as_micros() as u64,
         vectors_us = timings.vectors.as_micros() as u64,
+        prepared_at_us = prepared_at.as_micros() as u64,
+        queried_at_us = queried_at.as_micros() as u64,
         total_us = search_started.elapsed().as_micros() as u64,
         "knowledge search"
     );

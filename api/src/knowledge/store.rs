@@ -415,8 +415,9 @@ pub async fn chunks_of(
     .await
 }
 
-/// The nearest passages of a knowledge base by cosine distance, active generations only:
-/// $1 knowledge base, $2 query vector, $3 embedding model, $4 how many.
+/// The nearest passages of a knowledge base by cosine distance, active generations only,
+/// with what a search shows of them (the columns of [`HitRow`]): $1 knowledge base, $2 query
+/// vector, $3 embedding model, $4 how many.
 ///
 /// The inner query has no join so that the planner can see the knowledge base's size: for
 /// a large one it walks the HNSW index (iteratively, so the knowledge-base filter does not
@@ -426,8 +427,10 @@ pub async fn chunks_of(
 /// knowledge base: 0.4 s for 19,000. Passages of a generation that is not active (a
 /// replacement being embedded) are dropped after the index scan, so the inner query asks
 /// for a few more; while a source is being replaced, fewer than $4 may come back.
-pub const NEAREST_SQL: &str = "select n.id from ( \
-       select c.id, c.source_id, c.generation, c.embedding <=> $2::vector as distance \
+pub const NEAREST_SQL: &str = "select n.id, n.text, n.heading_path, n.page_start, n.source_id, \
+            s.name as source_name from ( \
+       select c.id, c.source_id, c.generation, c.text, c.heading_path, c.page_start, \
+              c.embedding <=> $2::vector as distance \
        from knowledge_chunks c \
        where c.knowledge_base_id = $1 and c.embedding is not null and c.embedding_model = $3 \
        order by distance limit $4 + 10 \
@@ -445,18 +448,24 @@ pub const NEAREST_SETTINGS_SQL: &str =
             set_config('hnsw.iterative_scan', 'relaxed_order', true), \
             set_config('hnsw.ef_search', '64', true)";
 
-/// The nearest active passages of a knowledge base to `query` by cosine distance.
+/// Prepares the transaction for [`nearest`] (a search does it while its query is embedded).
+pub async fn prepare_nearest(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query(NEAREST_SETTINGS_SQL)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// The nearest active passages of a knowledge base to `query` by cosine distance, nearest
+/// first. The transaction must have run [`prepare_nearest`].
 pub async fn nearest(
     conn: &mut PgConnection,
     base_id: Uuid,
     query: &[f32],
     model: &str,
     limit: i64,
-) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query(NEAREST_SETTINGS_SQL)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query_scalar(NEAREST_SQL)
+) -> sqlx::Result<Vec<HitRow>> {
+    sqlx::query_as(NEAREST_SQL)
         .bind(base_id)
         .bind(vector_literal(query))
         .bind(model)
