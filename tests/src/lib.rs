@@ -121,6 +121,29 @@ impl TestDatabase {
         })
     }
 
+    /// A database an earlier run created and left in the shared cluster (the benchmarks
+    /// reuse one to measure again without rebuilding it).
+    pub async fn existing(name: &str) -> anyhow::Result<Self> {
+        let cluster = tokio::task::spawn_blocking(shared_cluster).await??;
+        let mut admin = PgConnection::connect_with(&cluster.connect_options("postgres")).await?;
+        let exists: bool =
+            sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+                .bind(name)
+                .fetch_one(&mut admin)
+                .await?;
+        admin.close().await?;
+        anyhow::ensure!(
+            exists,
+            "there is no database {name} in {}",
+            cluster_dir().display()
+        );
+        Ok(Self {
+            url: cluster.url(name),
+            name: name.to_string(),
+            cluster,
+        })
+    }
+
     /// A superuser connection to this database (bypasses RLS: for arranging and inspecting).
     pub async fn superuser(&self) -> anyhow::Result<PgConnection> {
         Ok(PgConnection::connect_with(&self.cluster.connect_options(&self.name)).await?)
@@ -233,7 +256,8 @@ impl TestApp {
         Self::start_on(db, secret_key, extra_env).await
     }
 
-    async fn start_on(
+    /// A server on `db` (for instance `TestDatabase::existing`), with a new data directory.
+    pub async fn start_on(
         db: TestDatabase,
         secret_key: String,
         extra_env: &[(&'static str, String)],
