@@ -43,7 +43,7 @@ async fn vectors_match_sentence_transformers() {
             sentence.text
         );
     }
-    // And one at a time, as a search embeds its query: up to 32 tokens take another path
+    // And one at a time, as a search embeds its query: up to 256 tokens take another path
     // (half-precision weights), which must agree with the batch and with the reference.
     for ((text, batched), sentence) in texts.iter().zip(&vectors).zip(&reference.sentences) {
         let single = embedder.embed(vec![text.clone()]).await.unwrap();
