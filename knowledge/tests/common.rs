@@ -4,6 +4,11 @@
 
 use std::path::PathBuf;
 
+#[path = "../../tests/src/pdf.rs"]
+mod pdf;
+#[allow(unused_imports)] // not every test file that includes this module writes PDFs
+pub use pdf::pdf_from_objects;
+
 pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
