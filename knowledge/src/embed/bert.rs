@@ -407,8 +407,9 @@ const PANELS_PER_TASK: usize = 2;
 /// The weights of `w` ([inputs, outputs], row-major) in half precision as panels of 32
 /// columns, each panel stored row after row ([inputs, 32]), so that a product with few rows
 /// reads them in order, and half as many bytes of them.
+/// Empty where `few_rows` cannot run (another CPU, odd sizes): no memory for an unused copy.
 fn panels(w: &[f32], inputs: usize, outputs: usize) -> Vec<f16> {
-    if !outputs.is_multiple_of(PANEL) {
+    if !outputs.is_multiple_of(PANEL) || kernel() == Kernel::None {
         return Vec::new();
     }
     let mut packed = Vec::with_capacity(w.len());
