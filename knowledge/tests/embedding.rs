@@ -44,13 +44,15 @@ async fn vectors_match_sentence_transformers() {
         );
     }
     // And one at a time, as a search embeds its query: up to 256 tokens take another path
-    // (half-precision weights), which must agree with the batch and with the reference.
+    // (16-bit weights; on CPUs with AVX-512 BF16 the inputs of each product are rounded to
+    // bfloat16 too: measured 0.99997 at worst), which must agree with the batch and with
+    // the reference.
     for ((text, batched), sentence) in texts.iter().zip(&vectors).zip(&reference.sentences) {
         let single = embedder.embed(vec![text.clone()]).await.unwrap();
         let with_batch = cosine(&single[0], batched);
         let with_reference = cosine(&single[0], &sentence.vector);
         assert!(
-            with_batch > 0.99999,
+            with_batch > 0.9999,
             "cosine {with_batch} with the batch for {text:?}"
         );
         assert!(
