@@ -31,6 +31,19 @@ impl Db {
             .max_connections(max_connections)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(10))
+            // A connection is tested when it comes back to the pool (sqlx pings it then); a
+            // ping before every use as well would be a round trip on every request. Only a
+            // connection idle long enough for the server to have gone away meanwhile is
+            // pinged before use.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_BEFORE_PING {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute("set role obrol_app").await?;
@@ -50,11 +63,29 @@ impl Db {
 
     /// Begins a transaction in which row-level security shows only `company_id`'s rows.
     pub async fn tenant(&self, company_id: Uuid) -> sqlx::Result<TenantTx> {
-        let mut tx = self.pool.begin().await?;
-        set_tenant(&mut tx, company_id).await?;
-        Ok(tx)
+        self.tenant_with(company_id, &[]).await
+    }
+
+    /// As [`Db::tenant`], with `settings` (names and values written in the code, never
+    /// input) set for the transaction as well. One round trip: the begin statement sets
+    /// them all.
+    pub async fn tenant_with(
+        &self,
+        company_id: Uuid,
+        settings: &[(&'static str, &'static str)],
+    ) -> sqlx::Result<TenantTx> {
+        // A Uuid prints as hexadecimal digits and hyphens only, so it is safe in the text.
+        let mut begin = format!("begin; select set_config('app.company_id', '{company_id}', true)");
+        for (name, value) in settings {
+            debug_assert!(!name.contains('\'') && !value.contains('\''));
+            begin.push_str(&format!(", set_config('{name}', '{value}', true)"));
+        }
+        self.pool.begin_with(begin).await
     }
 }
+
+/// How long a pooled connection may sit unused before it is pinged before its next use.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(30);
 
 /// Sets the company for the rest of the current transaction.
 pub async fn set_tenant(conn: &mut PgConnection, company_id: Uuid) -> sqlx::Result<()> {

@@ -158,8 +158,8 @@ pub async fn search(
         vectors: Duration::ZERO,
     };
     let query = query.trim();
-    // The query's vector is computed while the knowledge base is checked and the keyword
-    // search runs (it is most of a search's time with the local model).
+    // The query's vector is computed while the keyword ranking runs and its passages are
+    // fetched (it is most of a search's time with the local model).
     let embedding = (mode != Mode::Keywords && !query.is_empty() && limit > 0).then(|| {
         let embedder = knowledge.embedder.clone();
         let text = query.to_string();
@@ -169,18 +169,20 @@ pub async fn search(
             (result, started.elapsed())
         })
     });
-    let mut tx = state.db.tenant(company_id).await?;
-    store::base(&mut tx, base_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("knowledge base"))?;
+    // The vector query's settings come with the transaction's begin statement.
+    let mut tx = if embedding.is_some() {
+        state
+            .db
+            .tenant_with(company_id, store::NEAREST_SETTINGS)
+            .await?
+    } else {
+        state.db.tenant(company_id).await?
+    };
     if query.is_empty() || limit == 0 {
-        tx.commit().await?;
+        store::base(&mut tx, base_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("knowledge base"))?;
         return Ok((Vec::new(), timings));
-    }
-    // While the query is embedded: the vector query's settings, the keyword ranking and its
-    // passages, so that only the vector query remains once the vector is there.
-    if embedding.is_some() {
-        store::prepare_nearest(&mut tx).await?;
     }
     let mut rankings: Vec<Vec<Uuid>> = Vec::new();
     let mut rows: HashMap<Uuid, HitRow> = HashMap::new();
@@ -194,12 +196,14 @@ pub async fn search(
         let ids: Vec<Uuid> = keyword_hits.into_iter().map(|h| h.0).collect();
         // The index can briefly hold passages a newer generation replaced: only those
         // PostgreSQL still has as active come back, and only they are ranked.
-        rows.extend(
-            store::hits(&mut tx, base_id, &ids)
-                .await?
-                .into_iter()
-                .map(|r| (r.id, r)),
-        );
+        if !ids.is_empty() {
+            rows.extend(
+                store::hits(&mut tx, base_id, &ids)
+                    .await?
+                    .into_iter()
+                    .map(|r| (r.id, r)),
+            );
+        }
         rankings.push(ids.into_iter().filter(|id| rows.contains_key(id)).collect());
     }
     let prepared_at = search_started.elapsed();
@@ -234,7 +238,16 @@ pub async fn search(
             Err(err) => return Err(ApiError::internal("query embedding failed", err)),
         }
     }
-    tx.commit().await?;
+    // Passages found under row-level security show that the knowledge base is this
+    // company's; with none, whether it exists decides between no hits and "not found".
+    if rows.is_empty() {
+        store::base(&mut tx, base_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("knowledge base"))?;
+    }
+    // Read only: dropping the transaction rolls it back when the connection goes back to
+    // the pool, so the answer does not wait for a commit.
+    drop(tx);
     let queried_at = search_started.elapsed();
     let hits = reciprocal_rank_fusion(&rankings, K)
         .into_iter()

@@ -437,27 +437,21 @@ pub const NEAREST_SQL: &str = "select n.id, n.text, n.heading_path, n.page_start
      ) n join knowledge_sources s on s.id = n.source_id and s.active_generation = n.generation \
      order by n.distance limit $4";
 
-/// Settings for `NEAREST_SQL`, for the rest of the transaction:
+/// Settings for `NEAREST_SQL`, for the whole transaction (a search sets them in its begin
+/// statement, `Db::tenant_with`):
 /// - a custom plan for every execution: a prepared statement's generic plan does not know
 ///   which knowledge base it is for, estimates an average one (a few hundred passages) and
 ///   sorts them all, which for a knowledge base of 19,000 took 0.4 s instead of 5 ms;
 /// - iterative HNSW scans (pgvector 0.8), which keep going until enough passages pass the
 ///   knowledge-base filter, with a candidate list as long as the result (`ef_search`).
-pub const NEAREST_SETTINGS_SQL: &str =
-    "select set_config('plan_cache_mode', 'force_custom_plan', true), \
-            set_config('hnsw.iterative_scan', 'relaxed_order', true), \
-            set_config('hnsw.ef_search', '64', true)";
-
-/// Prepares the transaction for [`nearest`] (a search does it while its query is embedded).
-pub async fn prepare_nearest(conn: &mut PgConnection) -> sqlx::Result<()> {
-    sqlx::query(NEAREST_SETTINGS_SQL)
-        .execute(conn)
-        .await
-        .map(|_| ())
-}
+pub const NEAREST_SETTINGS: &[(&str, &str)] = &[
+    ("plan_cache_mode", "force_custom_plan"),
+    ("hnsw.iterative_scan", "relaxed_order"),
+    ("hnsw.ef_search", "64"),
+];
 
 /// The nearest active passages of a knowledge base to `query` by cosine distance, nearest
-/// first. The transaction must have run [`prepare_nearest`].
+/// first. The transaction must have [`NEAREST_SETTINGS`].
 pub async fn nearest(
     conn: &mut PgConnection,
     base_id: Uuid,

@@ -621,10 +621,17 @@ async fn other_companies_cannot_see_or_touch_a_knowledge_base() {
         .map(|h| h["text"].as_str().unwrap())
         .collect();
     assert_eq!(texts, ["Our wholesale discount code is ZEBRA-42."]);
-    assert_eq!(
-        error_code(&search(&app, &b.token, &base_a, "discount").await),
-        "NOT_FOUND"
-    );
+    // Whether or not the query finds anything, and when it is empty: not found.
+    for query in ["discount", "qwzxv", ""] {
+        assert_eq!(
+            error_code(&search(&app, &b.token, &base_a, query).await),
+            "NOT_FOUND",
+            "{query:?}"
+        );
+    }
+    // In one's own knowledge base, an empty query is no error: it finds nothing.
+    let nothing = search(&app, &a.token, &base_a, "").await;
+    assert_eq!(nothing["data"]["searchKnowledge"], json!([]), "{nothing}");
     let denied = add_text(&app, &b, &base_a, "Intruder", "hello").await;
     assert_eq!(error_code(&denied), "NOT_FOUND");
     let denied = upload(&app, &b, &base_a, "notes.txt", fixture("notes.txt")).await;
