@@ -368,7 +368,7 @@ impl Ingest {
                 Some(row) if row.generation == source.generation => row,
                 _ => return Err(Stop::Gone),
             };
-            store::store_embeddings(&mut tx, source.id, &ids, &vectors, &model).await?;
+            store::store_embeddings(&mut tx, &row, &ids, &vectors, &model).await?;
             let row = store::source(&mut tx, row.id).await?.unwrap_or(row);
             events::publish(&mut tx, &source_event(&row)).await?;
             tx.commit().await?;

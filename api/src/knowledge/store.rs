@@ -368,19 +368,22 @@ pub fn vector_literal(v: &[f32]) -> String {
 
 pub async fn store_embeddings(
     conn: &mut PgConnection,
-    source_id: Uuid,
+    source: &SourceRow,
     ids: &[Uuid],
     vectors: &[Vec<f32>],
     model: &str,
 ) -> sqlx::Result<i32> {
     let literals: Vec<String> = vectors.iter().map(|v| vector_literal(v)).collect();
+    // The knowledge base names the one partition that holds the passages.
     sqlx::query(
         "update knowledge_chunks c set embedding = u.v::vector, embedding_model = $3 \
-         from unnest($1::uuid[], $2::text[]) as u(id, v) where c.id = u.id",
+         from unnest($1::uuid[], $2::text[]) as u(id, v) \
+         where c.id = u.id and c.knowledge_base_id = $4",
     )
     .bind(ids)
     .bind(&literals)
     .bind(model)
+    .bind(source.knowledge_base_id)
     .execute(&mut *conn)
     .await?;
     sqlx::query_scalar(
@@ -388,7 +391,7 @@ pub async fn store_embeddings(
            where c.source_id = s.id and c.generation = s.generation and c.embedding is not null), \
          updated_at = now() where s.id = $1 returning embedded_count",
     )
-    .bind(source_id)
+    .bind(source.id)
     .fetch_one(conn)
     .await
 }
@@ -447,7 +450,7 @@ pub const NEAREST_SQL: &str = "select n.id, n.text, n.heading_path, n.page_start
 pub const NEAREST_SETTINGS: &[(&str, &str)] = &[
     ("plan_cache_mode", "force_custom_plan"),
     ("hnsw.iterative_scan", "relaxed_order"),
-    ("hnsw.ef_search", "64"),
+    ("hnsw.ef_search", "100"),
 ];
 
 /// The nearest active passages of a knowledge base to `query` by cosine distance, nearest
