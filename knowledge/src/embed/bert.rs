@@ -570,6 +570,38 @@ fn few_rows(input: &[f32], layer: &Linear, m: usize, out: &mut [f32]) {
         });
 }
 
+/// `$tile::<R>(args)` with the const `R` = `$rows` (a run-time count), at most `$max` (12 or
+/// 6): a tile's row count must be known when it is compiled, so that its sums stay in
+/// registers.
+macro_rules! with_rows {
+    ($rows:expr, 12, $tile:ident($($arg:expr),*)) => {
+        match $rows {
+            1 => $tile::<1>($($arg),*),
+            2 => $tile::<2>($($arg),*),
+            3 => $tile::<3>($($arg),*),
+            4 => $tile::<4>($($arg),*),
+            5 => $tile::<5>($($arg),*),
+            6 => $tile::<6>($($arg),*),
+            7 => $tile::<7>($($arg),*),
+            8 => $tile::<8>($($arg),*),
+            9 => $tile::<9>($($arg),*),
+            10 => $tile::<10>($($arg),*),
+            11 => $tile::<11>($($arg),*),
+            _ => $tile::<12>($($arg),*),
+        }
+    };
+    ($rows:expr, 6, $tile:ident($($arg:expr),*)) => {
+        match $rows {
+            1 => $tile::<1>($($arg),*),
+            2 => $tile::<2>($($arg),*),
+            3 => $tile::<3>($($arg),*),
+            4 => $tile::<4>($($arg),*),
+            5 => $tile::<5>($($arg),*),
+            _ => $tile::<6>($($arg),*),
+        }
+    };
+}
+
 /// Columns [p·32, p·32 + 32) of `out += input · w` for all `m` rows, 12 rows at a time (24
 /// of the 32 AVX-512 registers hold their sums).
 ///
@@ -594,20 +626,7 @@ unsafe fn panel_rows_avx512(
     while r < m {
         let rows = &input[r * k..];
         let dst = out.add(r * n + p * PANEL);
-        match m - r {
-            1 => tile_avx512::<1>(rows, k, panel, dst, n),
-            2 => tile_avx512::<2>(rows, k, panel, dst, n),
-            3 => tile_avx512::<3>(rows, k, panel, dst, n),
-            4 => tile_avx512::<4>(rows, k, panel, dst, n),
-            5 => tile_avx512::<5>(rows, k, panel, dst, n),
-            6 => tile_avx512::<6>(rows, k, panel, dst, n),
-            7 => tile_avx512::<7>(rows, k, panel, dst, n),
-            8 => tile_avx512::<8>(rows, k, panel, dst, n),
-            9 => tile_avx512::<9>(rows, k, panel, dst, n),
-            10 => tile_avx512::<10>(rows, k, panel, dst, n),
-            11 => tile_avx512::<11>(rows, k, panel, dst, n),
-            _ => tile_avx512::<12>(rows, k, panel, dst, n),
-        }
+        with_rows!(m - r, 12, tile_avx512(rows, k, panel, dst, n));
         r += 12;
     }
 }
@@ -669,14 +688,7 @@ unsafe fn panel_rows_avx2(
             let rows = &input[r * k..];
             let dst = out.add(r * n + p * PANEL + half);
             let w = &panel[half..];
-            match m - r {
-                1 => tile_avx2::<1>(rows, k, w, dst, n),
-                2 => tile_avx2::<2>(rows, k, w, dst, n),
-                3 => tile_avx2::<3>(rows, k, w, dst, n),
-                4 => tile_avx2::<4>(rows, k, w, dst, n),
-                5 => tile_avx2::<5>(rows, k, w, dst, n),
-                _ => tile_avx2::<6>(rows, k, w, dst, n),
-            }
+            with_rows!(m - r, 6, tile_avx2(rows, k, w, dst, n));
             r += 6;
         }
     }
@@ -735,20 +747,7 @@ unsafe fn panel_rows_bf16(
         let rows = &pairs[r * k..];
         let dst = out.add(r * n + p * PANEL);
         let ahead = if r == 0 { &[][..] } else { next };
-        match m - r {
-            1 => tile_bf16::<1>(rows, k, panel, ahead, dst, n),
-            2 => tile_bf16::<2>(rows, k, panel, ahead, dst, n),
-            3 => tile_bf16::<3>(rows, k, panel, ahead, dst, n),
-            4 => tile_bf16::<4>(rows, k, panel, ahead, dst, n),
-            5 => tile_bf16::<5>(rows, k, panel, ahead, dst, n),
-            6 => tile_bf16::<6>(rows, k, panel, ahead, dst, n),
-            7 => tile_bf16::<7>(rows, k, panel, ahead, dst, n),
-            8 => tile_bf16::<8>(rows, k, panel, ahead, dst, n),
-            9 => tile_bf16::<9>(rows, k, panel, ahead, dst, n),
-            10 => tile_bf16::<10>(rows, k, panel, ahead, dst, n),
-            11 => tile_bf16::<11>(rows, k, panel, ahead, dst, n),
-            _ => tile_bf16::<12>(rows, k, panel, ahead, dst, n),
-        }
+        with_rows!(m - r, 12, tile_bf16(rows, k, panel, ahead, dst, n));
         r += 12;
     }
 }
