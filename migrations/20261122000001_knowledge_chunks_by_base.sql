@@ -55,6 +55,9 @@ end $$;
 -- Vectors stay in the row (see 20261121000003); set on the parent, it reaches every partition.
 alter table knowledge_chunks alter column embedding set storage plain;
 
+-- The owner reads every company's rows only once row-level security is no longer forced on
+-- it; otherwise a migrating role without BYPASSRLS would copy nothing and drop everything.
+alter table knowledge_chunks_shared no force row level security;
 insert into knowledge_chunks
 select id, company_id, knowledge_base_id, source_id, generation, position, text, heading_path,
        page_start, page_end, embedding, embedding_model

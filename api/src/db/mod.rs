@@ -33,8 +33,9 @@ impl Db {
             .acquire_timeout(Duration::from_secs(10))
             // A connection is tested when it comes back to the pool (sqlx pings it then); a
             // ping before every use as well would be a round trip on every request. Only a
-            // connection idle long enough for the server to have gone away meanwhile is
-            // pinged before use.
+            // connection idle for a second or more is pinged before use: a database restart
+            // takes longer than that, so after one every connection is checked before use,
+            // while under load connections are reused within milliseconds.
             .test_before_acquire(false)
             .before_acquire(|conn, meta| {
                 Box::pin(async move {
@@ -75,17 +76,23 @@ impl Db {
         settings: &[(&'static str, &'static str)],
     ) -> sqlx::Result<TenantTx> {
         // A Uuid prints as hexadecimal digits and hyphens only, so it is safe in the text.
-        let mut begin = format!("begin; select set_config('app.company_id', '{company_id}', true)");
+        let mut begin = format!("select set_config('app.company_id', '{company_id}', true)");
         for (name, value) in settings {
             debug_assert!(!name.contains('\'') && !value.contains('\''));
             begin.push_str(&format!(", set_config('{name}', '{value}', true)"));
         }
+        // The settings come first, in the implicit transaction of this one message, which
+        // `begin` then turns into the transaction block, settings included. Should they
+        // fail, the message stops there and the connection is left outside any transaction
+        // (with `begin` first, it would be left in an aborted one and go back to the pool
+        // like that).
+        begin.push_str("; begin");
         self.pool.begin_with(begin).await
     }
 }
 
 /// How long a pooled connection may sit unused before it is pinged before its next use.
-const IDLE_BEFORE_PING: Duration = Duration::from_secs(30);
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
 /// Sets the company for the rest of the current transaction.
 pub async fn set_tenant(conn: &mut PgConnection, company_id: Uuid) -> sqlx::Result<()> {

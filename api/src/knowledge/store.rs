@@ -266,11 +266,15 @@ pub async fn insert_chunks(
     generation: i32,
     chunks: &[obrol_knowledge::chunk::Chunk],
 ) -> sqlx::Result<()> {
-    sqlx::query("delete from knowledge_chunks where source_id = $1 and generation = $2")
-        .bind(source.id)
-        .bind(generation)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "delete from knowledge_chunks \
+         where source_id = $1 and generation = $2 and knowledge_base_id = $3",
+    )
+    .bind(source.id)
+    .bind(generation)
+    .bind(source.knowledge_base_id)
+    .execute(&mut *conn)
+    .await?;
     for batch in chunks.chunks(500) {
         let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
         let positions: Vec<i32> = batch.iter().map(|c| c.position as i32).collect();
@@ -388,10 +392,12 @@ pub async fn store_embeddings(
     .await?;
     sqlx::query_scalar(
         "update knowledge_sources s set embedded_count = (select count(*) from knowledge_chunks c \
-           where c.source_id = s.id and c.generation = s.generation and c.embedding is not null), \
+           where c.knowledge_base_id = $2 and c.source_id = s.id and c.generation = s.generation \
+             and c.embedding is not null), \
          updated_at = now() where s.id = $1 returning embedded_count",
     )
     .bind(source.id)
+    .bind(source.knowledge_base_id)
     .fetch_one(conn)
     .await
 }

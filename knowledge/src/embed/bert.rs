@@ -648,7 +648,7 @@ unsafe fn tile_avx512<const R: usize>(
     let x = rows.as_ptr();
     for i in 0..k {
         // The panel rows 2 kB ahead are on their way while these are used.
-        _mm_prefetch::<_MM_HINT_T0>(w.add(i * PANEL + 1024) as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(i * PANEL + 1024) as *const i8);
         let w0 = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(i * PANEL) as *const __m256i));
         let w1 = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(i * PANEL + 16) as *const __m256i));
         for (r, a) in acc.iter_mut().enumerate() {
@@ -704,7 +704,7 @@ unsafe fn tile_avx2<const R: usize>(rows: &[f32], k: usize, w: &[f16], dst: *mut
     let w = w.as_ptr();
     let x = rows.as_ptr();
     for i in 0..k {
-        _mm_prefetch::<_MM_HINT_T0>(w.add(i * PANEL + 1024) as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(i * PANEL + 1024) as *const i8);
         let w0 = _mm256_cvtph_ps(_mm_loadu_si128(w.add(i * PANEL) as *const __m128i));
         let w1 = _mm256_cvtph_ps(_mm_loadu_si128(w.add(i * PANEL + 8) as *const __m128i));
         for (r, a) in acc.iter_mut().enumerate() {
@@ -746,7 +746,8 @@ unsafe fn panel_rows_bf16(
     while r < m {
         let rows = &pairs[r * k..];
         let dst = out.add(r * n + p * PANEL);
-        let ahead = if r == 0 { &[][..] } else { next };
+        // (once: the second tile; the tiles after it find the next panel already fetched)
+        let ahead = if r == 12 { next } else { &[][..] };
         with_rows!(m - r, 12, tile_bf16(rows, k, panel, ahead, dst, n));
         r += 12;
     }
@@ -780,7 +781,7 @@ unsafe fn tile_bf16<const R: usize>(
     } else {
         for i in 0..k {
             // The panel rows 2 kB ahead are on their way while these are used.
-            _mm_prefetch::<_MM_HINT_T0>(w.add(i * PANEL + 512) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(i * PANEL + 512) as *const i8);
             pair_step(&mut acc, w.add(i * PANEL), x.add(i), k);
         }
     }

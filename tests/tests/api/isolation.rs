@@ -434,3 +434,50 @@ async fn row_level_security_shows_the_application_role_only_its_own_company() {
             .unwrap();
     assert_eq!(owned, 0, "the application role must not own tables");
 }
+
+#[tokio::test]
+async fn a_tenant_transaction_sets_its_company_and_settings_and_a_failed_begin_spoils_nothing() {
+    let app = TestApp::spawn().await;
+    let options: sqlx::postgres::PgConnectOptions = app.db.url.parse().unwrap();
+    // One connection, so that the second transaction gets the one the first one used.
+    let db = obrol_api::db::Db::connect(options, 1).await.unwrap();
+    let company = uuid::Uuid::now_v7();
+
+    let mut tx = db
+        .tenant_with(company, &[("statement_timeout", "5s")])
+        .await
+        .unwrap();
+    let (seen, timeout): (String, String) = sqlx::query_as(
+        "select current_setting('app.company_id'), current_setting('statement_timeout')",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(
+        (seen.as_str(), timeout.as_str()),
+        (company.to_string().as_str(), "5s")
+    );
+    tx.commit().await.unwrap();
+
+    // A setting PostgreSQL refuses: the begin fails, and the connection stays usable.
+    let refused = db
+        .tenant_with(company, &[("statement_timeout", "soon")])
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("statement_timeout"),
+        "{refused}"
+    );
+    let other = uuid::Uuid::now_v7();
+    let mut tx = db.tenant(other).await.unwrap();
+    let (seen, timeout): (String, String) = sqlx::query_as(
+        "select current_setting('app.company_id'), current_setting('statement_timeout')",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    // The earlier transactions' settings ended with them.
+    assert_eq!(seen, other.to_string());
+    assert_ne!(timeout, "5s");
+    tx.commit().await.unwrap();
+}
