@@ -739,14 +739,14 @@ unsafe fn panel_rows_bf16(
     let size = k * PANEL;
     let panel = &panels[p * size..(p + 1) * size];
     // The first tile streams the panel from memory; the tiles after it find it in the cache
-    // and are bound by arithmetic, so meanwhile they fetch the next panel.
+    // and are bound by arithmetic, so meanwhile the second one fetches the next panel.
     let next = panels.get((p + 1) * size..(p + 2) * size).unwrap_or(&[]);
     let n = layer.outputs;
     let mut r = 0;
     while r < m {
         let rows = &pairs[r * k..];
         let dst = out.add(r * n + p * PANEL);
-        // (once: the second tile; the tiles after it find the next panel already fetched)
+        // (once, by the second tile: the tiles after it find the next panel fetched)
         let ahead = if r == 12 { next } else { &[][..] };
         with_rows!(m - r, 12, tile_bf16(rows, k, panel, ahead, dst, n));
         r += 12;
