@@ -94,15 +94,6 @@ impl Db {
 /// How long a pooled connection may sit unused before it is pinged before its next use.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
-/// Sets the company for the rest of the current transaction.
-pub async fn set_tenant(conn: &mut PgConnection, company_id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("select set_config('app.company_id', $1, true)")
-        .bind(company_id.to_string())
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 /// Applies pending migrations as the connecting (owner) role, not as `obrol_app`.
 pub async fn migrate(options: &PgConnectOptions) -> anyhow::Result<()> {
     let mut conn = PgConnection::connect_with(options).await?;

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::store::{self, HitRow};
 use crate::app::AppState;
+use crate::db::TenantTx;
 use crate::error::{ApiError, ApiResult};
 use crate::events::EventKind;
 
@@ -179,19 +180,23 @@ pub async fn search(
         state.db.tenant(company_id).await?
     };
     if query.is_empty() || limit == 0 {
-        store::base(&mut tx, base_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("knowledge base"))?;
+        base_exists(&mut tx, base_id).await?;
         return Ok((Vec::new(), timings));
     }
     let mut rankings: Vec<Vec<Uuid>> = Vec::new();
     let mut rows: HashMap<Uuid, HitRow> = HashMap::new();
     if mode != Mode::Vectors {
         let started = Instant::now();
-        let keyword_hits = knowledge
+        let keyword_hits = match knowledge
             .fulltext
             .search(company_id, base_id, query, CANDIDATES)
-            .map_err(|e| ApiError::internal("full-text search failed", e))?;
+        {
+            Ok(hits) => hits,
+            Err(e) => {
+                base_exists(&mut tx, base_id).await?;
+                return Err(ApiError::internal("full-text search failed", e));
+            }
+        };
         timings.keywords = started.elapsed();
         let ids: Vec<Uuid> = keyword_hits.into_iter().map(|h| h.0).collect();
         // The index can briefly hold passages a newer generation replaced: only those
@@ -235,15 +240,16 @@ pub async fn search(
             Err(err) if mode == Mode::Hybrid => {
                 tracing::warn!(error = %err, "query not embedded; keyword results only");
             }
-            Err(err) => return Err(ApiError::internal("query embedding failed", err)),
+            Err(err) => {
+                base_exists(&mut tx, base_id).await?;
+                return Err(ApiError::internal("query embedding failed", err));
+            }
         }
     }
     // Passages found under row-level security show that the knowledge base is this
     // company's; with none, whether it exists decides between no hits and "not found".
     if rows.is_empty() {
-        store::base(&mut tx, base_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("knowledge base"))?;
+        base_exists(&mut tx, base_id).await?;
     }
     // Read only: dropping the transaction rolls it back when the connection goes back to
     // the pool, so the answer does not wait for a commit.
@@ -264,6 +270,15 @@ pub async fn search(
         "knowledge search"
     );
     Ok((hits, timings))
+}
+
+/// `NOT_FOUND` unless the knowledge base is the transaction's company's. A search asks only
+/// when it has no passages to show for it, or is about to report a failure.
+async fn base_exists(tx: &mut TenantTx, base_id: Uuid) -> ApiResult<()> {
+    store::base(tx, base_id)
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| ApiError::not_found("knowledge base"))
 }
 
 /// Empties the index and rebuilds it from PostgreSQL.
