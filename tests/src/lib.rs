@@ -98,11 +98,13 @@ fn shared_cluster() -> anyhow::Result<EmbeddedCluster> {
     Ok(cluster)
 }
 
-/// A fresh database for one test.
+/// A fresh database for one test. It is dropped when the test passes and kept when it fails
+/// (a panic), so a failure can be looked at; `keep` keeps it either way.
 pub struct TestDatabase {
     pub name: String,
     pub url: String,
     cluster: EmbeddedCluster,
+    drop_when_done: bool,
 }
 
 impl TestDatabase {
@@ -121,7 +123,13 @@ impl TestDatabase {
             url: cluster.url(&name),
             name,
             cluster,
+            drop_when_done: true,
         })
+    }
+
+    /// Leaves the database in the cluster after the test (a benchmark's data, to reuse).
+    pub fn keep(&mut self) {
+        self.drop_when_done = false;
     }
 
     /// A database an earlier run created and left in the shared cluster (the benchmarks
@@ -144,12 +152,39 @@ impl TestDatabase {
             url: cluster.url(name),
             name: name.to_string(),
             cluster,
+            drop_when_done: false,
         })
     }
 
     /// A superuser connection to this database (bypasses RLS: for arranging and inspecting).
     pub async fn superuser(&self) -> anyhow::Result<PgConnection> {
         Ok(PgConnection::connect_with(&self.cluster.connect_options(&self.name)).await?)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if !self.drop_when_done || std::thread::panicking() {
+            return;
+        }
+        // Its own thread and runtime: this may run inside a test's runtime, which cannot block.
+        let options = self.cluster.connect_options("postgres");
+        let statement = format!("drop database if exists {} with (force)", self.name);
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect_with(&options).await?;
+                sqlx::query(&statement).execute(&mut admin).await?;
+                admin.close().await?;
+                anyhow::Ok(())
+            })
+        })
+        .join();
+        if let Ok(Err(error)) = dropped {
+            eprintln!("could not drop test database {}: {error:#}", self.name);
+        }
     }
 }
 

@@ -615,7 +615,8 @@ async fn main() {
             (app, setup)
         }
         Err(_) => {
-            let app = TestApp::spawn_with(&env).await;
+            let mut app = TestApp::spawn_with(&env).await;
+            app.db.keep();
             let setup = build(&app).await;
             (app, setup)
         }
