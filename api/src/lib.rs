@@ -1,6 +1,6 @@
 //! Obrol's API server as a library: `App::build(config)` assembles it; `main.rs` is a thin
 //! command line around it. One folder per feature (`users/`, `teams/`, `companies/`,
-//! `audit/`, `auth/`, `knowledge/`), each with its rules in `mod.rs`, SQL in `store.rs` and GraphQL in
+//! `audit/`, `auth/`, `knowledge/`, `contacts/`), each with its rules in `mod.rs`, SQL in `store.rs` and GraphQL in
 //! `graphql.rs`; shared machinery beside them.
 
 pub mod app;
@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod companies;
 pub mod config;
+pub mod contacts;
 pub mod db;
 pub mod error;
 pub mod events;

@@ -92,6 +92,11 @@ pub enum ApiScope {
     KnowledgeRead,
     /// Create knowledge bases and add, replace, refresh and delete their sources.
     KnowledgeWrite,
+    /// Read contacts, their properties, labels, lists, views and activity; export them.
+    ContactsRead,
+    /// Create, change, import, merge and erase contacts; define properties, labels, lists
+    /// and custom objects.
+    ContactsWrite,
 }
 
 impl ApiScope {
@@ -107,10 +112,12 @@ impl ApiScope {
             ApiScope::PresenceWrite => "presence:write",
             ApiScope::KnowledgeRead => "knowledge:read",
             ApiScope::KnowledgeWrite => "knowledge:write",
+            ApiScope::ContactsRead => "contacts:read",
+            ApiScope::ContactsWrite => "contacts:write",
         }
     }
 
-    pub const ALL: [ApiScope; 10] = [
+    pub const ALL: [ApiScope; 12] = [
         ApiScope::UsersRead,
         ApiScope::UsersWrite,
         ApiScope::TeamsRead,
@@ -121,6 +128,8 @@ impl ApiScope {
         ApiScope::PresenceWrite,
         ApiScope::KnowledgeRead,
         ApiScope::KnowledgeWrite,
+        ApiScope::ContactsRead,
+        ApiScope::ContactsWrite,
     ];
 
     pub fn from_name(value: &str) -> Option<Self> {

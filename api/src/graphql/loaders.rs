@@ -120,3 +120,43 @@ impl Loader<SourcesOfBase> for TenantLoader {
         Ok(grouped)
     }
 }
+
+/// Key: a team by id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TeamById(pub Uuid);
+
+impl Loader<TeamById> for TenantLoader {
+    type Value = TeamRow;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[TeamById]) -> Result<HashMap<TeamById, TeamRow>, ApiError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let mut tx = self.db.tenant(self.company_id).await?;
+        let rows = crate::teams::store::by_ids(&mut tx, &ids).await?;
+        tx.commit().await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (TeamById(row.id), row))
+            .collect())
+    }
+}
+
+/// Key: a contact label by id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LabelById(pub Uuid);
+
+impl Loader<LabelById> for TenantLoader {
+    type Value = crate::contacts::store::LabelRow;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[LabelById]) -> Result<HashMap<LabelById, Self::Value>, ApiError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let mut tx = self.db.tenant(self.company_id).await?;
+        let rows = crate::contacts::store::labels_by_ids(&mut tx, &ids).await?;
+        tx.commit().await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (LabelById(row.id), row))
+            .collect())
+    }
+}

@@ -24,6 +24,7 @@ pub struct Query(
     crate::auth::graphql::AuthQuery,
     crate::audit::graphql::AuditQuery,
     crate::knowledge::graphql::KnowledgeQuery,
+    crate::contacts::graphql::ContactsQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -33,6 +34,7 @@ pub struct Mutation(
     crate::teams::graphql::TeamsMutation,
     crate::companies::graphql::CompanyMutation,
     crate::knowledge::graphql::KnowledgeMutation,
+    crate::contacts::graphql::ContactsMutation,
 );
 
 #[derive(MergedSubscription, Default)]

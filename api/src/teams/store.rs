@@ -140,3 +140,10 @@ pub async fn teams_of(
     .fetch_all(conn)
     .await
 }
+
+pub async fn by_ids(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<TeamRow>> {
+    sqlx::query_as("select id, name, created_at from teams where id = any($1)")
+        .bind(ids)
+        .fetch_all(conn)
+        .await
+}

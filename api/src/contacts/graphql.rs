@@ -1,0 +1,475 @@
+//! GraphQL for contacts, their custom properties and labels.
+
+use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::{Context, InputObject, Json, MaybeUndefined, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::filter::ContactFilter;
+use super::properties::{PropertyRow, PropertyType};
+use super::store::{ActivityRow, ContactRow, LabelRow};
+use super::{ContactGrouping, ContactOrder, ContactQuery};
+use crate::auth::{ApiScope, Role};
+use crate::error::{ApiError, ApiResult};
+use crate::graphql::connection::{encode_cursor, page_request};
+use crate::graphql::loaders::{LabelById, TeamById, UserById};
+use crate::graphql::{actor, loader, parse_id, require_for_field, state, to_id};
+use crate::teams::graphql::Team;
+use crate::users::graphql::User;
+
+/// A company's custom contact property.
+pub struct ContactProperty(pub PropertyRow);
+
+#[Object]
+impl ContactProperty {
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+
+    /// The key used in filters, imports and personalisation (`{{contact.<key>}}`).
+    async fn key(&self) -> &str {
+        &self.0.key
+    }
+
+    async fn label(&self) -> &str {
+        &self.0.label
+    }
+
+    #[graphql(name = "type")]
+    async fn kind(&self) -> PropertyType {
+        self.0.kind()
+    }
+
+    /// The allowed values of a select property, in order.
+    async fn options(&self) -> &[String] {
+        &self.0.options
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// A label (hashtag) such as #hotlead.
+pub struct Label(pub LabelRow);
+
+#[Object]
+impl Label {
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// A person the company talks to.
+pub struct Contact(pub ContactRow);
+
+#[Object]
+impl Contact {
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+
+    async fn first_name(&self) -> Option<&str> {
+        self.0.first_name.as_deref()
+    }
+
+    async fn last_name(&self) -> Option<&str> {
+        self.0.last_name.as_deref()
+    }
+
+    /// First and last name joined; empty when neither is known.
+    async fn name(&self) -> &str {
+        &self.0.display_name
+    }
+
+    /// E.164, such as +6281234567890.
+    async fn phone(&self) -> Option<&str> {
+        self.0.phone.as_deref()
+    }
+
+    async fn email(&self) -> Option<&str> {
+        self.0.email.as_deref()
+    }
+
+    /// ISO 3166-1 alpha-2 code.
+    async fn country(&self) -> Option<&str> {
+        self.0.country.as_deref()
+    }
+
+    async fn location(&self) -> Option<&str> {
+        self.0.location.as_deref()
+    }
+
+    async fn company_name(&self) -> Option<&str> {
+        self.0.company_name.as_deref()
+    }
+
+    async fn job_title(&self) -> Option<&str> {
+        self.0.job_title.as_deref()
+    }
+
+    async fn owner(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
+        let Some(id) = self.0.owner_id else {
+            return Ok(None);
+        };
+        require_for_field(ctx, Role::Staff, ApiScope::UsersRead)?;
+        Ok(loader(ctx)?.load_one(UserById(id)).await?.map(User))
+    }
+
+    async fn team(&self, ctx: &Context<'_>) -> ApiResult<Option<Team>> {
+        let Some(id) = self.0.team_id else {
+            return Ok(None);
+        };
+        require_for_field(ctx, Role::Staff, ApiScope::TeamsRead)?;
+        Ok(loader(ctx)?.load_one(TeamById(id)).await?.map(Team))
+    }
+
+    #[graphql(
+        complexity = "crate::graphql::list_cost(crate::graphql::NESTED_LIST_FACTOR, child_complexity)"
+    )]
+    async fn labels(&self, ctx: &Context<'_>) -> ApiResult<Vec<Label>> {
+        let found = loader(ctx)?
+            .load_many(self.0.label_ids.iter().copied().map(LabelById))
+            .await?;
+        let mut labels: Vec<LabelRow> = found.into_values().collect();
+        labels.sort_by_key(|l| l.name.to_lowercase());
+        Ok(labels.into_iter().map(Label).collect())
+    }
+
+    /// Custom property values by key (numbers as numbers, dates as YYYY-MM-DD, booleans,
+    /// multi-selects as lists). Unset properties are absent.
+    async fn custom_properties(&self) -> Json<&Map<String, Value>> {
+        Json(&self.0.custom)
+    }
+
+    /// When the business last wrote to the contact.
+    async fn last_contacted_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_contacted_at
+    }
+
+    /// When the contact last wrote to the business.
+    async fn last_inbound_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_inbound_at
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+
+    /// What happened to this contact, newest first.
+    #[graphql(
+        complexity = "crate::graphql::list_cost(first.unwrap_or(20).max(0) as usize, child_complexity)"
+    )]
+    async fn activities(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, ContactActivity, EmptyFields, EmptyFields>> {
+        let request = page_request(first, after)?;
+        let rows = super::activities(
+            state(ctx),
+            actor(ctx)?,
+            self.0.id,
+            request.after,
+            request.fetch(),
+        )
+        .await?;
+        let has_next = rows.len() > request.size;
+        let mut connection = Connection::new(request.after.is_some(), has_next);
+        connection.edges.extend(
+            rows.into_iter()
+                .take(request.size)
+                .map(|row| Edge::new(encode_cursor(row.id), ContactActivity(row))),
+        );
+        Ok(connection)
+    }
+}
+
+/// One entry of a contact's activity log.
+pub struct ContactActivity(pub ActivityRow);
+
+#[Object]
+impl ContactActivity {
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+
+    /// CREATED, PROPERTIES_CHANGED, LABELS_ADDED, LABELS_REMOVED, ...
+    async fn kind(&self) -> &str {
+        &self.0.kind
+    }
+
+    async fn actor(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
+        let Some(id) = self.0.actor_user_id else {
+            return Ok(None);
+        };
+        require_for_field(ctx, Role::Staff, ApiScope::UsersRead)?;
+        Ok(loader(ctx)?.load_one(UserById(id)).await?.map(User))
+    }
+
+    async fn details(&self) -> Json<&Value> {
+        Json(&self.0.details)
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct ContactTotals {
+    /// How many contacts match, across pages (computed only when asked for).
+    pub total_count: Option<i64>,
+}
+
+#[derive(InputObject)]
+pub struct DefineContactPropertyInput {
+    pub key: String,
+    pub label: String,
+    #[graphql(name = "type")]
+    pub kind: PropertyType,
+    #[graphql(default)]
+    pub options: Vec<String>,
+}
+
+#[derive(InputObject)]
+pub struct CreateContactInput {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// In international form; spaces and dashes are dropped (+62 812-3456-7890).
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub country: Option<String>,
+    pub location: Option<String>,
+    pub company_name: Option<String>,
+    pub job_title: Option<String>,
+    /// Defaults to the caller.
+    pub owner_id: Option<ID>,
+    pub team_id: Option<ID>,
+    #[graphql(default)]
+    pub labels: Vec<String>,
+    /// Custom property values by key.
+    pub custom_properties: Option<Json<Map<String, Value>>>,
+}
+
+/// Fields left out stay as they are; null clears a field.
+#[derive(InputObject)]
+pub struct UpdateContactInput {
+    pub first_name: MaybeUndefined<String>,
+    pub last_name: MaybeUndefined<String>,
+    pub phone: MaybeUndefined<String>,
+    pub email: MaybeUndefined<String>,
+    pub country: MaybeUndefined<String>,
+    pub location: MaybeUndefined<String>,
+    pub company_name: MaybeUndefined<String>,
+    pub job_title: MaybeUndefined<String>,
+    pub owner_id: MaybeUndefined<ID>,
+    pub team_id: MaybeUndefined<ID>,
+    /// Custom property values by key; a null value clears that property, keys left out stay.
+    pub custom_properties: Option<Json<Map<String, Value>>>,
+}
+
+fn defined<T>(value: Option<T>) -> MaybeUndefined<T> {
+    value.map_or(MaybeUndefined::Undefined, MaybeUndefined::Value)
+}
+
+fn id_patch(value: MaybeUndefined<ID>, what: &str) -> ApiResult<MaybeUndefined<uuid::Uuid>> {
+    Ok(match value {
+        MaybeUndefined::Undefined => MaybeUndefined::Undefined,
+        MaybeUndefined::Null => MaybeUndefined::Null,
+        MaybeUndefined::Value(id) => MaybeUndefined::Value(parse_id(&id, what)?),
+    })
+}
+
+#[derive(Default)]
+pub struct ContactsQuery;
+
+#[Object]
+impl ContactsQuery {
+    async fn contact(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Contact> {
+        let id = parse_id(&id, "contact")?;
+        Ok(Contact(super::get(state(ctx), actor(ctx)?, id).await?))
+    }
+
+    /// Contacts matching `filter` within `grouping`, newest first unless `orderBy` says
+    /// otherwise.
+    #[graphql(
+        complexity = "crate::graphql::list_cost(first.unwrap_or(20).max(0) as usize, child_complexity)"
+    )]
+    async fn contacts(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<ContactFilter>,
+        #[graphql(default_with = "ContactGrouping::All")] grouping: ContactGrouping,
+        order_by: Option<ContactOrder>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, Contact, ContactTotals, EmptyFields>> {
+        let request = page_request(first, None)?;
+        let want_count = ctx.look_ahead().field("totalCount").exists();
+        let page = super::list(
+            state(ctx),
+            actor(ctx)?,
+            ContactQuery {
+                filter,
+                grouping,
+                order: order_by.unwrap_or_default(),
+                after: after.clone(),
+                first: request.size,
+                want_count,
+            },
+        )
+        .await?;
+        let mut connection = Connection::with_additional_fields(
+            after.is_some(),
+            page.has_next,
+            ContactTotals {
+                total_count: page.total_count,
+            },
+        );
+        let order = page.order;
+        connection.edges.extend(
+            page.contacts
+                .into_iter()
+                .map(|row| Edge::new(super::encode_cursor(order, &row), Contact(row))),
+        );
+        Ok(connection)
+    }
+
+    async fn contact_properties(&self, ctx: &Context<'_>) -> ApiResult<Vec<ContactProperty>> {
+        let rows = super::list_properties(state(ctx), actor(ctx)?).await?;
+        Ok(rows.into_iter().map(ContactProperty).collect())
+    }
+
+    async fn labels(&self, ctx: &Context<'_>) -> ApiResult<Vec<Label>> {
+        let actor = actor(ctx)?;
+        actor.require(Role::Staff, ApiScope::ContactsRead)?;
+        let mut tx = state(ctx).db.tenant(actor.company_id).await?;
+        let rows = super::store::labels(&mut tx).await?;
+        tx.commit().await?;
+        Ok(rows.into_iter().map(Label).collect())
+    }
+}
+
+#[derive(Default)]
+pub struct ContactsMutation;
+
+#[Object]
+impl ContactsMutation {
+    /// Adds a custom contact property (Admins). Its key cannot change later.
+    async fn define_contact_property(
+        &self,
+        ctx: &Context<'_>,
+        input: DefineContactPropertyInput,
+    ) -> ApiResult<ContactProperty> {
+        let row = super::define_property(
+            state(ctx),
+            actor(ctx)?,
+            super::PropertyDefinition {
+                key: input.key,
+                label: input.label,
+                kind: input.kind,
+                options: input.options,
+            },
+        )
+        .await?;
+        Ok(ContactProperty(row))
+    }
+
+    async fn create_contact(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateContactInput,
+    ) -> ApiResult<Contact> {
+        let changes = super::ContactChanges {
+            first_name: defined(input.first_name),
+            last_name: defined(input.last_name),
+            phone: defined(input.phone),
+            email: defined(input.email),
+            country: defined(input.country),
+            location: defined(input.location),
+            company_name: defined(input.company_name),
+            job_title: defined(input.job_title),
+            owner_id: id_patch(defined(input.owner_id), "user")?,
+            team_id: id_patch(defined(input.team_id), "team")?,
+            custom: input.custom_properties.map(|json| json.0),
+        };
+        let row = super::create(state(ctx), actor(ctx)?, changes, &input.labels).await?;
+        Ok(Contact(row))
+    }
+
+    async fn update_contact(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateContactInput,
+    ) -> ApiResult<Contact> {
+        let id = parse_id(&id, "contact")?;
+        let changes = super::ContactChanges {
+            first_name: input.first_name,
+            last_name: input.last_name,
+            phone: input.phone,
+            email: input.email,
+            country: input.country,
+            location: input.location,
+            company_name: input.company_name,
+            job_title: input.job_title,
+            owner_id: id_patch(input.owner_id, "user")?,
+            team_id: id_patch(input.team_id, "team")?,
+            custom: input.custom_properties.map(|json| json.0),
+        };
+        Ok(Contact(
+            super::update(state(ctx), actor(ctx)?, id, changes).await?,
+        ))
+    }
+
+    /// Erases a contact and everything recorded about them (Admins). Cannot be undone.
+    /// Returns the erased contact's id.
+    async fn delete_contact(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
+        let id = parse_id(&id, "contact")?;
+        Ok(to_id(super::delete(state(ctx), actor(ctx)?, id).await?))
+    }
+
+    /// Adds labels (created when new) to contacts.
+    async fn add_labels(
+        &self,
+        ctx: &Context<'_>,
+        contact_ids: Vec<ID>,
+        labels: Vec<String>,
+    ) -> ApiResult<Vec<Contact>> {
+        let ids = parse_ids(&contact_ids)?;
+        let rows = super::change_labels(state(ctx), actor(ctx)?, &ids, &labels, true).await?;
+        Ok(rows.into_iter().map(Contact).collect())
+    }
+
+    async fn remove_labels(
+        &self,
+        ctx: &Context<'_>,
+        contact_ids: Vec<ID>,
+        labels: Vec<String>,
+    ) -> ApiResult<Vec<Contact>> {
+        let ids = parse_ids(&contact_ids)?;
+        let rows = super::change_labels(state(ctx), actor(ctx)?, &ids, &labels, false).await?;
+        Ok(rows.into_iter().map(Contact).collect())
+    }
+}
+
+fn parse_ids(ids: &[ID]) -> ApiResult<Vec<uuid::Uuid>> {
+    if ids.len() > 1000 {
+        return Err(ApiError::validation("give 1 to 1,000 contact IDs"));
+    }
+    ids.iter().map(|id| parse_id(id, "contact")).collect()
+}
