@@ -313,7 +313,7 @@ impl ContactsQuery {
         &self,
         ctx: &Context<'_>,
         filter: Option<ContactFilter>,
-        #[graphql(default_with = "ContactGrouping::All")] grouping: ContactGrouping,
+        #[graphql(desc = "ALL when left out.")] grouping: Option<ContactGrouping>,
         order_by: Option<ContactOrder>,
         first: Option<i32>,
         after: Option<String>,
@@ -325,7 +325,7 @@ impl ContactsQuery {
             actor(ctx)?,
             ContactQuery {
                 filter,
-                grouping,
+                grouping: grouping.unwrap_or(ContactGrouping::All),
                 order: order_by.unwrap_or_default(),
                 after: after.clone(),
                 first: request.size,

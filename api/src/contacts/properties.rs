@@ -148,10 +148,9 @@ pub struct PropertyRow {
 #[derive(Clone, Copy, Debug)]
 pub struct DbType(pub PropertyType);
 
-impl TryFrom<String> for DbType {
-    type Error = std::convert::Infallible;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Ok(DbType(PropertyType::from_db(&value)))
+impl From<String> for DbType {
+    fn from(value: String) -> Self {
+        DbType(PropertyType::from_db(&value))
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod auth;
 mod cli;
+mod contacts;
 mod credentials;
 mod embedded;
 mod gateway;
