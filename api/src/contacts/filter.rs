@@ -468,7 +468,7 @@ fn push_condition(
                         ))
                     })
             };
-            push_ordered(qb, column, op, &args, parse, refuse)?;
+            push_comparison(qb, column, op, &args, parse, refuse)?;
         }
         Target::Date(column) => {
             let parse = |value: &str| {
@@ -479,7 +479,7 @@ fn push_condition(
                     ))
                 })
             };
-            push_ordered(qb, column, op, &args, parse, refuse)?;
+            push_comparison(qb, column, op, &args, parse, refuse)?;
         }
         Target::Instant(column) => push_instant(qb, column, key, op, &args, refuse)?,
         Target::Boolean(column) => {
@@ -491,23 +491,13 @@ fn push_condition(
                     ))
                 })
             };
-            match op {
-                FilterOp::Eq => {
-                    qb.push(format!("c.{column} = "))
-                        .push_bind(parse(args.one()?)?);
-                }
-                FilterOp::Neq => {
-                    qb.push(format!("c.{column} is distinct from "))
-                        .push_bind(parse(args.one()?)?);
-                }
-                FilterOp::IsSet => {
-                    qb.push(format!("c.{column} is not null"));
-                }
-                FilterOp::IsNotSet => {
-                    qb.push(format!("c.{column} is null"));
-                }
-                _ => return Err(refuse(" (it is true or false)")),
+            if !matches!(
+                op,
+                FilterOp::Eq | FilterOp::Neq | FilterOp::IsSet | FilterOp::IsNotSet
+            ) {
+                return Err(refuse(" (it is true or false)"));
             }
+            push_comparison(qb, column, op, &args, parse, refuse)?;
         }
         Target::Multi(column) => {
             let property = &catalog.properties[key];
@@ -559,33 +549,12 @@ fn push_condition(
                     parse_uuid(what, value)
                 }
             };
-            match op {
-                FilterOp::Eq => {
-                    qb.push(format!("c.{column} = "))
-                        .push_bind(id(args.one()?)?);
-                }
-                FilterOp::Neq => {
-                    qb.push(format!("c.{column} is distinct from "))
-                        .push_bind(id(args.one()?)?);
-                }
-                FilterOp::In => {
-                    let ids = args
-                        .many()?
-                        .iter()
-                        .map(|v| id(v))
-                        .collect::<ApiResult<Vec<_>>>()?;
-                    qb.push(format!("c.{column} = any("))
-                        .push_bind(ids)
-                        .push(")");
-                }
-                FilterOp::IsSet if column != "id" => {
-                    qb.push(format!("c.{column} is not null"));
-                }
-                FilterOp::IsNotSet if column != "id" => {
-                    qb.push(format!("c.{column} is null"));
-                }
-                _ => return Err(refuse("")),
+            let allowed = matches!(op, FilterOp::Eq | FilterOp::Neq | FilterOp::In)
+                || (column != "id" && matches!(op, FilterOp::IsSet | FilterOp::IsNotSet));
+            if !allowed {
+                return Err(refuse(""));
             }
+            push_comparison(qb, column, op, &args, id, refuse)?;
         }
         Target::Label => {
             let id = |value: &str| {
@@ -793,8 +762,9 @@ impl<'a> Args<'a> {
     }
 }
 
-/// Comparisons on a number or date slot.
-fn push_ordered<T>(
+/// Comparisons on a column of one type (number and date slots; booleans and ids, which
+/// their callers first limit to the operators that make sense for them).
+fn push_comparison<T>(
     qb: &mut QueryBuilder<'_, Postgres>,
     column: &'static str,
     op: FilterOp,
