@@ -247,6 +247,27 @@ fn parse_uuid(what: &str, value: &str) -> ApiResult<Uuid> {
     })
 }
 
+/// The filter "is on list `id`".
+pub fn list_condition(id: Uuid) -> ContactFilter {
+    ContactFilter {
+        condition: Some(ContactCondition {
+            property: "list".to_string(),
+            op: FilterOp::Eq,
+            value: Some(id.to_string()),
+            values: None,
+        }),
+        ..ContactFilter::default()
+    }
+}
+
+/// Checks that `filter` compiles against the company's properties, labels and lists, as a
+/// saved view or criteria list must before it is stored.
+pub async fn validate(conn: &mut PgConnection, me: Uuid, filter: &ContactFilter) -> ApiResult<()> {
+    let catalog = Catalog::load(conn, me, &[filter]).await?;
+    let mut qb = QueryBuilder::<Postgres>::new("");
+    push(&mut qb, filter, &catalog)
+}
+
 /// Appends `filter` as a parenthesised boolean expression over the contact row `c`.
 pub fn push(
     qb: &mut QueryBuilder<'_, Postgres>,

@@ -6,9 +6,10 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::filter::ContactFilter;
+use super::lists::{ListRow, ViewRow};
 use super::properties::{PropertyRow, PropertyType};
 use super::store::{ActivityRow, ContactRow, LabelRow};
-use super::{ContactGrouping, ContactOrder, ContactQuery};
+use super::{ContactGrouping, ContactOrder, ContactOrderField, ContactQuery, OrderDirection};
 use crate::auth::{ApiScope, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::graphql::connection::{encode_cursor, page_request};
@@ -229,6 +230,139 @@ impl ContactActivity {
     }
 }
 
+#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq)]
+pub enum ContactListKind {
+    /// Members are added and removed by hand or by import.
+    Static,
+    /// Members are whoever matches the list's filter at the time of use.
+    Criteria,
+}
+
+/// A list of contacts. Use it in filters with the `list` condition (value: the list's id).
+pub struct ContactList(pub ListRow);
+
+#[Object]
+impl ContactList {
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    async fn kind(&self) -> ContactListKind {
+        if self.0.kind == "CRITERIA" {
+            ContactListKind::Criteria
+        } else {
+            ContactListKind::Static
+        }
+    }
+
+    /// A criteria list's filter, as given to `createList`.
+    async fn filter(&self) -> Option<Json<&Value>> {
+        self.0.filter.as_ref().map(Json)
+    }
+
+    /// How many of the list's contacts the caller may see (for a criteria list: how many
+    /// match now).
+    async fn member_count(&self, ctx: &Context<'_>) -> ApiResult<i64> {
+        let page = super::list(
+            state(ctx),
+            actor(ctx)?,
+            ContactQuery {
+                view: None,
+                filter: Some(super::filter::list_condition(self.0.id)),
+                grouping: None,
+                order: None,
+                after: None,
+                first: 0,
+                want_count: true,
+            },
+        )
+        .await?;
+        Ok(page.total_count.unwrap_or(0))
+    }
+
+    async fn created_by(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
+        let Some(id) = self.0.created_by else {
+            return Ok(None);
+        };
+        require_for_field(ctx, Role::Staff, ApiScope::UsersRead)?;
+        Ok(loader(ctx)?.load_one(UserById(id)).await?.map(User))
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// How a saved view sorts.
+#[derive(SimpleObject)]
+pub struct ContactSort {
+    pub field: ContactOrderField,
+    pub direction: OrderDirection,
+}
+
+/// A saved filter, grouping and order: `contacts(view: id)` applies it.
+pub struct ContactView(pub ViewRow);
+
+#[Object]
+impl ContactView {
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// A default view made by an Admin for everyone (else the caller's own).
+    async fn shared(&self) -> bool {
+        self.0.user_id.is_none()
+    }
+
+    async fn grouping(&self) -> ContactGrouping {
+        self.0.grouping()
+    }
+
+    async fn filter(&self) -> Option<Json<&Value>> {
+        self.0.filter.as_ref().map(Json)
+    }
+
+    async fn order_by(&self) -> ApiResult<Option<ContactSort>> {
+        Ok(self.0.order()?.map(|o| ContactSort {
+            field: o.field,
+            direction: o.direction,
+        }))
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateListInput {
+    pub name: String,
+    /// Makes a criteria list: its members are whoever matches. Left out: a static list.
+    pub filter: Option<ContactFilter>,
+}
+
+#[derive(InputObject)]
+pub struct SaveContactViewInput {
+    /// The view to change; left out, a new view is made.
+    pub id: Option<ID>,
+    pub name: String,
+    #[graphql(default_with = "ContactGrouping::All")]
+    pub grouping: ContactGrouping,
+    pub filter: Option<ContactFilter>,
+    pub order_by: Option<ContactOrder>,
+    /// A default view for everyone (Admins only). False: the caller's personal view.
+    #[graphql(default)]
+    pub shared: bool,
+}
+
 #[derive(SimpleObject)]
 pub struct ContactTotals {
     /// How many contacts match, across pages (computed only when asked for).
@@ -309,9 +443,14 @@ impl ContactsQuery {
     #[graphql(
         complexity = "crate::graphql::list_cost(first.unwrap_or(20).max(0) as usize, child_complexity)"
     )]
+    #[allow(clippy::too_many_arguments)] // GraphQL arguments, each optional
     async fn contacts(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "A saved view: its filter is combined with `filter`; its grouping and order apply unless given here."
+        )]
+        view: Option<ID>,
         filter: Option<ContactFilter>,
         #[graphql(desc = "ALL when left out.")] grouping: Option<ContactGrouping>,
         order_by: Option<ContactOrder>,
@@ -324,9 +463,10 @@ impl ContactsQuery {
             state(ctx),
             actor(ctx)?,
             ContactQuery {
+                view: view.map(|id| parse_id(&id, "view")).transpose()?,
                 filter,
-                grouping: grouping.unwrap_or(ContactGrouping::All),
-                order: order_by.unwrap_or_default(),
+                grouping,
+                order: order_by,
                 after: after.clone(),
                 first: request.size,
                 want_count,
@@ -352,6 +492,27 @@ impl ContactsQuery {
     async fn contact_properties(&self, ctx: &Context<'_>) -> ApiResult<Vec<ContactProperty>> {
         let rows = super::list_properties(state(ctx), actor(ctx)?).await?;
         Ok(rows.into_iter().map(ContactProperty).collect())
+    }
+
+    async fn contact_lists(&self, ctx: &Context<'_>) -> ApiResult<Vec<ContactList>> {
+        let rows = super::lists::lists(state(ctx), actor(ctx)?).await?;
+        Ok(rows.into_iter().map(ContactList).collect())
+    }
+
+    async fn contact_list(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ContactList> {
+        let id = parse_id(&id, "list")?;
+        let actor = actor(ctx)?;
+        actor.require(Role::Staff, ApiScope::ContactsRead)?;
+        let mut tx = state(ctx).db.tenant(actor.company_id).await?;
+        let row = super::lists::list_by_id(&mut tx, id).await?;
+        drop(tx);
+        Ok(ContactList(row))
+    }
+
+    /// The default views (made by Admins for everyone), then the caller's own.
+    async fn contact_views(&self, ctx: &Context<'_>) -> ApiResult<Vec<ContactView>> {
+        let rows = super::lists::views(state(ctx), actor(ctx)?).await?;
+        Ok(rows.into_iter().map(ContactView).collect())
     }
 
     async fn labels(&self, ctx: &Context<'_>) -> ApiResult<Vec<Label>> {
@@ -464,6 +625,82 @@ impl ContactsMutation {
         let ids = parse_ids(&contact_ids)?;
         let rows = super::change_labels(state(ctx), actor(ctx)?, &ids, &labels, false).await?;
         Ok(rows.into_iter().map(Contact).collect())
+    }
+
+    /// Makes a list: static, or a criteria list when `filter` is given.
+    async fn create_list(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateListInput,
+    ) -> ApiResult<ContactList> {
+        let row =
+            super::lists::create_list(state(ctx), actor(ctx)?, &input.name, input.filter).await?;
+        Ok(ContactList(row))
+    }
+
+    /// Puts contacts on a static list (already members are left as they are).
+    async fn add_to_list(
+        &self,
+        ctx: &Context<'_>,
+        list_id: ID,
+        contact_ids: Vec<ID>,
+    ) -> ApiResult<ContactList> {
+        let list_id = parse_id(&list_id, "list")?;
+        let ids = parse_ids(&contact_ids)?;
+        let row =
+            super::lists::change_members(state(ctx), actor(ctx)?, list_id, &ids, true).await?;
+        Ok(ContactList(row))
+    }
+
+    async fn remove_from_list(
+        &self,
+        ctx: &Context<'_>,
+        list_id: ID,
+        contact_ids: Vec<ID>,
+    ) -> ApiResult<ContactList> {
+        let list_id = parse_id(&list_id, "list")?;
+        let ids = parse_ids(&contact_ids)?;
+        let row =
+            super::lists::change_members(state(ctx), actor(ctx)?, list_id, &ids, false).await?;
+        Ok(ContactList(row))
+    }
+
+    /// Deletes a list (Admins); its contacts stay. Returns the list's id.
+    async fn delete_list(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
+        let id = parse_id(&id, "list")?;
+        Ok(to_id(
+            super::lists::delete_list(state(ctx), actor(ctx)?, id).await?,
+        ))
+    }
+
+    /// Saves a view: a new one, or changes to `input.id`.
+    async fn save_contact_view(
+        &self,
+        ctx: &Context<'_>,
+        input: SaveContactViewInput,
+    ) -> ApiResult<ContactView> {
+        let id = input.id.map(|id| parse_id(&id, "view")).transpose()?;
+        let row = super::lists::save_view(
+            state(ctx),
+            actor(ctx)?,
+            id,
+            super::lists::ViewInput {
+                name: input.name,
+                grouping: input.grouping,
+                filter: input.filter,
+                order: input.order_by,
+                shared: input.shared,
+            },
+        )
+        .await?;
+        Ok(ContactView(row))
+    }
+
+    async fn delete_contact_view(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
+        let id = parse_id(&id, "view")?;
+        Ok(to_id(
+            super::lists::delete_view(state(ctx), actor(ctx)?, id).await?,
+        ))
     }
 }
 

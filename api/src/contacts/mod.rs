@@ -7,6 +7,7 @@
 
 pub mod filter;
 pub mod graphql;
+pub mod lists;
 pub mod properties;
 pub mod store;
 
@@ -147,8 +148,8 @@ pub struct Visibility {
 
 impl Visibility {
     pub async fn of(conn: &mut PgConnection, actor: &Actor) -> ApiResult<Self> {
-        let my_teams = store::team_ids_of(conn, actor.user_id()).await?;
-        let restricted = actor.role == Role::Staff && !store::staff_see_all(conn).await?;
+        let (my_teams, staff_see_all) = store::visibility_facts(conn, actor.user_id()).await?;
+        let restricted = actor.role == Role::Staff && !staff_see_all;
         Ok(Self {
             me: actor.user_id(),
             my_teams,
@@ -174,6 +175,35 @@ impl Visibility {
                 .team_id
                 .is_some_and(|team| self.my_teams.contains(&team))
     }
+}
+
+/// `ids` without repeats, in their first order; 1 to 1,000 of them.
+fn unique_ids(ids: &[Uuid]) -> ApiResult<Vec<Uuid>> {
+    if ids.is_empty() || ids.len() > 1000 {
+        return Err(ApiError::validation("give 1 to 1,000 contact IDs"));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    Ok(ids.iter().copied().filter(|id| seen.insert(*id)).collect())
+}
+
+/// The contacts `ids` in the order given, all of which the actor must be able to see:
+/// NOT_FOUND names the first that is missing, hidden or another company's.
+async fn all_visible(
+    conn: &mut PgConnection,
+    visibility: &Visibility,
+    ids: &[Uuid],
+    properties: &[PropertyRow],
+) -> ApiResult<Vec<ContactRow>> {
+    let found = store::by_ids(conn, ids, properties).await?;
+    ids.iter()
+        .map(|id| {
+            found
+                .iter()
+                .find(|c| c.id == *id && visibility.allows(c))
+                .cloned()
+                .ok_or_else(|| ApiError::not_found(format!("contact {id}")))
+        })
+        .collect()
 }
 
 /// A contact the actor may see, or NOT_FOUND (also for other companies' ids).
@@ -512,9 +542,7 @@ pub async fn change_labels(
     add: bool,
 ) -> ApiResult<Vec<ContactRow>> {
     actor.require(Role::Staff, ApiScope::ContactsWrite)?;
-    if contact_ids.is_empty() || contact_ids.len() > 1000 {
-        return Err(ApiError::validation("give 1 to 1,000 contact IDs"));
-    }
+    let unique = unique_ids(contact_ids)?;
     let names = clean_label_names(names)?;
     if names.is_empty() {
         return Err(ApiError::validation("give at least one label"));
@@ -522,10 +550,11 @@ pub async fn change_labels(
     let mut tx = state.db.tenant(actor.company_id).await?;
     let visibility = Visibility::of(&mut tx, actor).await?;
     let properties = store::properties(&mut tx).await?;
-    let mut contacts = Vec::new();
-    for id in contact_ids {
-        contacts.push(visible(&mut tx, &visibility, *id, &[], true).await?.id);
-    }
+    let contacts: Vec<Uuid> = all_visible(&mut tx, &visibility, &unique, &[])
+        .await?
+        .iter()
+        .map(|c| c.id)
+        .collect();
     let labels = if add {
         store::ensure_labels(&mut tx, actor.company_id, &names).await?
     } else {
@@ -554,10 +583,7 @@ pub async fn change_labels(
         )
         .await?;
     }
-    let mut rows = Vec::new();
-    for id in &contacts {
-        rows.push(visible(&mut tx, &visibility, *id, &properties, false).await?);
-    }
+    let rows = all_visible(&mut tx, &visibility, &contacts, &properties).await?;
     tx.commit().await?;
     Ok(rows)
 }
@@ -639,9 +665,12 @@ fn decode_cursor(order: ContactOrder, cursor: &str) -> ApiResult<Cursor> {
 }
 
 pub struct ContactQuery {
+    /// A saved view whose filter is combined (AND) with `filter`, and whose grouping and
+    /// order apply unless these are given.
+    pub view: Option<Uuid>,
     pub filter: Option<ContactFilter>,
-    pub grouping: ContactGrouping,
-    pub order: ContactOrder,
+    pub grouping: Option<ContactGrouping>,
+    pub order: Option<ContactOrder>,
     pub after: Option<String>,
     pub first: usize,
     pub want_count: bool,
@@ -685,17 +714,56 @@ fn push_where(
     Ok(())
 }
 
+/// What a list of contacts is after a saved view is applied.
+struct Resolved {
+    filter: Option<ContactFilter>,
+    grouping: ContactGrouping,
+    order: ContactOrder,
+}
+
+async fn resolve_view(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    query: &ContactQuery,
+) -> ApiResult<Resolved> {
+    let mut resolved = Resolved {
+        filter: query.filter.clone(),
+        grouping: query.grouping.unwrap_or(ContactGrouping::All),
+        order: query.order.unwrap_or_default(),
+    };
+    if let Some(view_id) = query.view {
+        let view = lists::view_by_id(conn, actor, view_id).await?;
+        resolved.filter = match (view.filter()?, resolved.filter) {
+            (Some(saved), Some(given)) => Some(ContactFilter {
+                and: Some(vec![saved, given]),
+                ..ContactFilter::default()
+            }),
+            (saved, given) => saved.or(given),
+        };
+        resolved.grouping = query.grouping.unwrap_or_else(|| view.grouping());
+        resolved.order = match query.order {
+            Some(order) => order,
+            None => view.order()?.unwrap_or_default(),
+        };
+    }
+    Ok(resolved)
+}
+
 pub async fn list(state: &AppState, actor: &Actor, query: ContactQuery) -> ApiResult<ContactPage> {
     actor.require(Role::Staff, ApiScope::ContactsRead)?;
-    let order = query.order;
+    let mut tx = state.db.tenant(actor.company_id).await?;
+    let Resolved {
+        filter,
+        grouping,
+        order,
+    } = resolve_view(&mut tx, actor, &query).await?;
     let after = query
         .after
         .as_deref()
         .map(|c| decode_cursor(order, c))
         .transpose()?;
-    let mut tx = state.db.tenant(actor.company_id).await?;
     let visibility = Visibility::of(&mut tx, actor).await?;
-    let filters: Vec<&ContactFilter> = query.filter.iter().collect();
+    let filters: Vec<&ContactFilter> = filter.iter().collect();
     let catalog = Catalog::load(&mut tx, actor.user_id(), &filters).await?;
     let properties: Vec<PropertyRow> = {
         let mut rows: Vec<PropertyRow> = catalog.properties.values().cloned().collect();
@@ -710,8 +778,8 @@ pub async fn list(state: &AppState, actor: &Actor, query: ContactQuery) -> ApiRe
         &mut qb,
         actor.company_id,
         &visibility,
-        query.grouping,
-        query.filter.as_ref(),
+        grouping,
+        filter.as_ref(),
         &catalog,
     )?;
     let (column, descending) = match order.field {
@@ -771,8 +839,8 @@ pub async fn list(state: &AppState, actor: &Actor, query: ContactQuery) -> ApiRe
             &mut count,
             actor.company_id,
             &visibility,
-            query.grouping,
-            query.filter.as_ref(),
+            grouping,
+            filter.as_ref(),
             &catalog,
         )?;
         Some(

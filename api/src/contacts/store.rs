@@ -424,15 +424,30 @@ pub async fn activities(
     .await
 }
 
-pub async fn team_ids_of(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar("select team_id from team_members where user_id = $1")
-        .bind(user_id)
-        .fetch_all(conn)
-        .await
+/// The user's teams and the company's `staffSeeAll` setting, in one round trip.
+pub async fn visibility_facts(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> sqlx::Result<(Vec<Uuid>, bool)> {
+    sqlx::query_as(
+        "select array(select team_id from team_members where user_id = $1), staff_see_all
+         from companies",
+    )
+    .bind(user_id)
+    .fetch_one(conn)
+    .await
 }
 
-pub async fn staff_see_all(conn: &mut PgConnection) -> sqlx::Result<bool> {
-    sqlx::query_scalar("select staff_see_all from companies")
-        .fetch_one(conn)
-        .await
+/// The contacts among `ids` (of this company, by row-level security), with `properties`.
+pub async fn by_ids(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    properties: &[PropertyRow],
+) -> ApiResult<Vec<ContactRow>> {
+    let sql = format!(
+        "select {} from contacts c where c.id = any($1)",
+        select_list(properties)
+    );
+    let rows = sqlx::query(&sql).bind(ids).fetch_all(conn).await?;
+    rows.iter().map(|row| read_row(row, properties)).collect()
 }

@@ -1,5 +1,7 @@
 //! Contacts: custom properties, create/update/erase, labels, filters, groupings, visibility.
 
+mod lists;
+
 use obrol_tests::{error_code, Session, TestApp};
 use serde_json::{json, Value};
 
