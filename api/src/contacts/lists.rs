@@ -284,19 +284,21 @@ pub async fn save_view(
     let grouping = grouping.as_str().unwrap_or("ALL");
     let owner = (!input.shared).then(|| actor.user_id());
     let row: ViewRow = match id {
-        None => sqlx::query_as(&format!(
+        None => {
+            sqlx::query_as(&format!(
             "insert into contact_views (id, company_id, user_id, name, grouping, filter, order_by)
                  values ($1, $2, $3, $4, $5, $6, $7) returning {VIEW_COLUMNS}"
         ))
-        .bind(Uuid::now_v7())
-        .bind(actor.company_id)
-        .bind(owner)
-        .bind(&name)
-        .bind(grouping)
-        .bind(filter)
-        .bind(order)
-        .fetch_one(&mut *tx)
-        .await?,
+            .bind(Uuid::now_v7())
+            .bind(actor.company_id)
+            .bind(owner)
+            .bind(&name)
+            .bind(grouping)
+            .bind(filter)
+            .bind(order)
+            .fetch_one(&mut *tx)
+            .await?
+        }
         Some(id) => {
             let existing = view_by_id(&mut tx, actor, id).await?;
             if existing.user_id.is_none() {

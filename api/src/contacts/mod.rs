@@ -10,6 +10,7 @@ pub mod graphql;
 pub mod lists;
 pub mod properties;
 pub mod store;
+pub mod table;
 
 use async_graphql::{Enum, MaybeUndefined};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -250,9 +251,40 @@ pub struct ContactChanges {
     pub custom: Option<Map<String, Json>>,
 }
 
-/// Validates `changes` into column assignments.
+/// Validates `changes` into column assignments, checking that an owner or team given is
+/// one of the company's.
 async fn assignments(
     conn: &mut PgConnection,
+    changes: &ContactChanges,
+    properties: &[PropertyRow],
+) -> ApiResult<Vec<Assign>> {
+    let mut assigns = field_assignments(changes, properties)?;
+    match changes.owner_id {
+        MaybeUndefined::Undefined => {}
+        MaybeUndefined::Null => assigns.push(Assign::Uuid("owner_id", None)),
+        MaybeUndefined::Value(id) => {
+            // Looked up under row-level security: another company's user is not found.
+            crate::users::store::by_id(conn, id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("user"))?;
+            assigns.push(Assign::Uuid("owner_id", Some(id)));
+        }
+    }
+    match changes.team_id {
+        MaybeUndefined::Undefined => {}
+        MaybeUndefined::Null => assigns.push(Assign::Uuid("team_id", None)),
+        MaybeUndefined::Value(id) => {
+            crate::teams::store::by_id(conn, id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("team"))?;
+            assigns.push(Assign::Uuid("team_id", Some(id)));
+        }
+    }
+    Ok(assigns)
+}
+
+/// Validates the property fields of `changes` (all but owner and team) into assignments.
+fn field_assignments(
     changes: &ContactChanges,
     properties: &[PropertyRow],
 ) -> ApiResult<Vec<Assign>> {
@@ -318,27 +350,6 @@ async fn assignments(
             )))
         }
     })?;
-    match changes.owner_id {
-        MaybeUndefined::Undefined => {}
-        MaybeUndefined::Null => assigns.push(Assign::Uuid("owner_id", None)),
-        MaybeUndefined::Value(id) => {
-            // Looked up under row-level security: another company's user is not found.
-            crate::users::store::by_id(conn, id)
-                .await?
-                .ok_or_else(|| ApiError::not_found("user"))?;
-            assigns.push(Assign::Uuid("owner_id", Some(id)));
-        }
-    }
-    match changes.team_id {
-        MaybeUndefined::Undefined => {}
-        MaybeUndefined::Null => assigns.push(Assign::Uuid("team_id", None)),
-        MaybeUndefined::Value(id) => {
-            crate::teams::store::by_id(conn, id)
-                .await?
-                .ok_or_else(|| ApiError::not_found("team"))?;
-            assigns.push(Assign::Uuid("team_id", Some(id)));
-        }
-    }
     if let Some(custom) = &changes.custom {
         for (key, value) in custom {
             let property = properties.iter().find(|p| &p.key == key).ok_or_else(|| {

@@ -8,7 +8,7 @@ pub mod isolated;
 pub mod pdf;
 pub mod sheet;
 pub mod text;
-mod zipguard;
+pub mod zipguard;
 
 use serde::{Deserialize, Serialize};
 

@@ -95,8 +95,9 @@ pub fn csv(text: &str) -> Result<Extracted, ExtractError> {
     Ok(table.finish(Format::Csv, Vec::new()))
 }
 
-/// The separator that appears most often in the first line, outside quotes.
-fn guess_delimiter(text: &str) -> u8 {
+/// The separator of a CSV file: whichever of , ; tab | occurs most in its first line, outside
+/// quotes (a comma when none does).
+pub fn guess_delimiter(text: &str) -> u8 {
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     let mut counts = [(b',', 0usize), (b';', 0), (b'\t', 0), (b'|', 0)];
     let mut quoted = false;
