@@ -211,6 +211,15 @@ impl App {
                 knowledge.job_lease,
             )
         });
+        // Contact imports: one at a time per process, each in batches. Idle workers look
+        // for due jobs twice a second, so no wake-up handle is kept.
+        let _imports = crate::jobs::Workers::start(
+            state.db.clone(),
+            vec![crate::contacts::import::IMPORT_JOB.to_string()],
+            crate::contacts::import::handler(state.clone()),
+            1,
+            knowledge.job_lease,
+        );
         let queued = state.knowledge.jobs_queued.clone();
         tokio::spawn(async move {
             loop {

@@ -363,6 +363,38 @@ impl TestApp {
         gql_at(&self.http, &self.server.url, token, query, variables).await
     }
 
+    /// Posts a GraphQL mutation with one file, by the GraphQL multipart request spec, as
+    /// `variables.file`; returns the whole JSON response.
+    pub async fn gql_upload(
+        &self,
+        token: &str,
+        query: &str,
+        variables: Value,
+        file_name: &str,
+        bytes: Vec<u8>,
+    ) -> Value {
+        let operations = serde_json::json!({ "query": query, "variables": variables });
+        let form = reqwest::multipart::Form::new()
+            .text("operations", operations.to_string())
+            .text(
+                "map",
+                serde_json::json!({ "0": ["variables.file"] }).to_string(),
+            )
+            .part(
+                "0",
+                reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_string()),
+            );
+        let response = self
+            .http
+            .post(self.url("/graphql"))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload request");
+        response.json().await.expect("JSON response")
+    }
+
     /// Posts a GraphQL request that must succeed; returns `data`.
     pub async fn gql_ok(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
         let response = self.gql(token, query, variables).await;

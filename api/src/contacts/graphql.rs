@@ -710,3 +710,280 @@ fn parse_ids(ids: &[ID]) -> ApiResult<Vec<uuid::Uuid>> {
     }
     ids.iter().map(|id| parse_id(id, "contact")).collect()
 }
+
+// ---------------------------------------------------------------------------------------
+// Import
+
+/// A column of a file to import, with what it holds.
+#[derive(SimpleObject)]
+pub struct ImportColumn {
+    /// Its position from 0: what `ImportColumnMapping.column` names.
+    pub index: i32,
+    pub header: String,
+    /// Up to five values from the first rows.
+    pub samples: Vec<String>,
+    /// The property the header most likely means (a built-in field, `owner`, `label`, or a
+    /// custom property's key).
+    pub suggested_property: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct ContactImportPreview {
+    pub file_name: String,
+    /// How many rows of contacts are under the header.
+    pub row_count: i32,
+    pub columns: Vec<ImportColumn>,
+}
+
+/// A new custom property for an import column.
+#[derive(InputObject)]
+pub struct NewImportProperty {
+    pub key: String,
+    pub label: String,
+    #[graphql(name = "type")]
+    pub kind: PropertyType,
+    #[graphql(default)]
+    pub options: Vec<String>,
+}
+
+/// Where one column goes: `property` (a built-in field such as `phone`, `name`, `owner`
+/// (a user's e-mail), `label` (labels separated by ; or ,), or a custom property's key), or
+/// `newProperty`, defined when the import starts (Admins). Columns left out are ignored.
+#[derive(InputObject)]
+pub struct ImportColumnMapping {
+    pub column: i32,
+    pub property: Option<String>,
+    pub new_property: Option<NewImportProperty>,
+}
+
+#[derive(InputObject, Default)]
+pub struct ImportOptions {
+    /// Labels given to every imported contact.
+    #[graphql(default)]
+    pub labels: Vec<String>,
+    /// A static list every imported contact joins.
+    pub list_id: Option<ID>,
+    /// A row whose phone or e-mail belongs to a contact updates it (true, the default) or is
+    /// skipped (false).
+    #[graphql(default = true)]
+    pub update_existing: bool,
+}
+
+#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq)]
+pub enum ImportStatus {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+/// A row an import skipped, numbered as a spreadsheet shows it (the header is row 1).
+#[derive(SimpleObject)]
+pub struct SkippedImportRow {
+    pub row: i32,
+    pub reason: String,
+}
+
+/// An import of a contact file, worked through in the background.
+pub struct ImportJob(pub super::import::ImportRow);
+
+#[Object]
+impl ImportJob {
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+
+    async fn file_name(&self) -> &str {
+        &self.0.file_name
+    }
+
+    async fn status(&self) -> ImportStatus {
+        match self.0.status.as_str() {
+            "RUNNING" => ImportStatus::Running,
+            "DONE" => ImportStatus::Done,
+            "FAILED" => ImportStatus::Failed,
+            _ => ImportStatus::Queued,
+        }
+    }
+
+    /// From 0 to 1: the share of rows done.
+    async fn progress(&self) -> f64 {
+        if self.0.total_rows <= 0 {
+            return if self.0.status == "DONE" { 1.0 } else { 0.0 };
+        }
+        (f64::from(self.0.processed_rows) / f64::from(self.0.total_rows)).min(1.0)
+    }
+
+    async fn total_rows(&self) -> i32 {
+        self.0.total_rows
+    }
+
+    async fn processed_rows(&self) -> i32 {
+        self.0.processed_rows
+    }
+
+    /// New contacts.
+    async fn created(&self) -> i32 {
+        self.0.created_count
+    }
+
+    /// Rows that updated a contact with the same phone or e-mail.
+    async fn updated(&self) -> i32 {
+        self.0.updated_count
+    }
+
+    async fn skipped(&self) -> i32 {
+        self.0.skipped_count
+    }
+
+    /// Skipped rows with their reasons (the first 1,000 are kept).
+    #[graphql(
+        complexity = "crate::graphql::list_cost(first.unwrap_or(100).max(0) as usize, child_complexity)"
+    )]
+    async fn errors(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: Option<i32>,
+    ) -> ApiResult<Vec<SkippedImportRow>> {
+        let limit = first.unwrap_or(100).clamp(0, 1000);
+        let rows =
+            super::import::skipped_rows(state(ctx), actor(ctx)?, self.0.id, limit.into()).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SkippedImportRow {
+                row: r.row_number,
+                reason: r.reason,
+            })
+            .collect())
+    }
+
+    /// Why the import stopped, when it FAILED.
+    async fn failure(&self) -> Option<&str> {
+        self.0.failure.as_deref()
+    }
+
+    async fn created_by(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
+        let Some(id) = self.0.created_by else {
+            return Ok(None);
+        };
+        require_for_field(ctx, Role::Staff, ApiScope::UsersRead)?;
+        Ok(loader(ctx)?.load_one(UserById(id)).await?.map(User))
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.0.finished_at
+    }
+}
+
+#[derive(Default)]
+pub struct ContactImportQuery;
+
+#[Object]
+impl ContactImportQuery {
+    async fn contact_import(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ImportJob> {
+        let id = parse_id(&id, "import")?;
+        Ok(ImportJob(
+            super::import::by_id(state(ctx), actor(ctx)?, id).await?,
+        ))
+    }
+
+    /// The latest imports, newest first.
+    async fn contact_imports(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+    ) -> ApiResult<Vec<ImportJob>> {
+        let rows =
+            super::import::recent(state(ctx), actor(ctx)?, first.clamp(0, 100).into()).await?;
+        Ok(rows.into_iter().map(ImportJob).collect())
+    }
+}
+
+#[derive(Default)]
+pub struct ContactImportMutation;
+
+#[Object]
+impl ContactImportMutation {
+    /// Reads a CSV or spreadsheet file and shows its columns, sample values and a suggested
+    /// property for each. Nothing is stored.
+    async fn preview_contact_import(
+        &self,
+        ctx: &Context<'_>,
+        file: async_graphql::Upload,
+    ) -> ApiResult<ContactImportPreview> {
+        let actor = actor(ctx)?;
+        actor.require(Role::Staff, ApiScope::ContactsWrite)?;
+        let (name, bytes) = crate::knowledge::graphql::read_upload(ctx, file).await?;
+        let preview = super::import::preview(state(ctx), actor, &name, bytes).await?;
+        Ok(ContactImportPreview {
+            file_name: preview.file_name,
+            row_count: preview.row_count as i32,
+            columns: preview
+                .columns
+                .into_iter()
+                .map(|c| ImportColumn {
+                    index: c.index as i32,
+                    header: c.header,
+                    samples: c.samples,
+                    suggested_property: c.suggested,
+                })
+                .collect(),
+        })
+    }
+
+    /// Starts importing a file with `mapping`; the job runs in the background (poll
+    /// `contactImport(id)`). The file and mapping are checked first: nothing starts if
+    /// either is wrong.
+    async fn import_contacts(
+        &self,
+        ctx: &Context<'_>,
+        file: async_graphql::Upload,
+        mapping: Vec<ImportColumnMapping>,
+        options: Option<ImportOptions>,
+    ) -> ApiResult<ImportJob> {
+        let actor = actor(ctx)?;
+        actor.require(Role::Staff, ApiScope::ContactsWrite)?;
+        let options = options.unwrap_or(ImportOptions {
+            update_existing: true,
+            ..ImportOptions::default()
+        });
+        let mapping = mapping
+            .into_iter()
+            .map(|m| {
+                Ok(super::import::MappingInput {
+                    column: usize::try_from(m.column)
+                        .map_err(|_| ApiError::validation("a column number is 0 or more"))?,
+                    property: m.property,
+                    new_property: m.new_property.map(|p| super::PropertyDefinition {
+                        key: p.key,
+                        label: p.label,
+                        kind: p.kind,
+                        options: p.options,
+                    }),
+                })
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        let (name, bytes) = crate::knowledge::graphql::read_upload(ctx, file).await?;
+        let row = super::import::start(
+            state(ctx),
+            actor,
+            super::import::ImportRequest {
+                file_name: name,
+                bytes,
+                mapping,
+                labels: options.labels,
+                list_id: options
+                    .list_id
+                    .map(|id| parse_id(&id, "list"))
+                    .transpose()?,
+                update_existing: options.update_existing,
+            },
+        )
+        .await?;
+        Ok(ImportJob(row))
+    }
+}

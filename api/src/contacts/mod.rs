@@ -7,6 +7,7 @@
 
 pub mod filter;
 pub mod graphql;
+pub mod import;
 pub mod lists;
 pub mod properties;
 pub mod store;
@@ -50,13 +51,25 @@ pub async fn define_property(
     definition: PropertyDefinition,
 ) -> ApiResult<PropertyRow> {
     actor.require(Role::Admin, ApiScope::ContactsWrite)?;
+    let mut tx = state.db.tenant(actor.company_id).await?;
+    let row = define_property_in(&mut tx, actor, definition).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Defines a property in the caller's transaction (an import defines its new properties in
+/// the transaction that queues it). The caller has checked the actor is an Admin.
+async fn define_property_in(
+    tx: &mut PgConnection,
+    actor: &Actor,
+    definition: PropertyDefinition,
+) -> ApiResult<PropertyRow> {
     let key = properties::validate_key(&definition.key)?;
     let label = crate::users::normalize_name(&definition.label, "property label", 100)?;
     let options = validate_options(definition.kind, &definition.options)?;
     let family = definition.kind.slot_family();
-    let mut tx = state.db.tenant(actor.company_id).await?;
-    store::lock_properties(&mut tx, actor.company_id).await?;
-    let existing = store::properties(&mut tx).await?;
+    store::lock_properties(tx, actor.company_id).await?;
+    let existing = store::properties(tx).await?;
     if existing.iter().any(|p| p.key == key) {
         return Err(ApiError::conflict(format!(
             "there is already a property '{key}'"
@@ -71,7 +84,7 @@ pub async fn define_property(
         ))
     })?;
     let row = store::insert_property(
-        &mut tx,
+        tx,
         actor.company_id,
         store::NewProperty {
             key: &key,
@@ -92,8 +105,7 @@ pub async fn define_property(
     let entry = Entry::new("CONTACT_PROPERTY_DEFINED")
         .target("contact_property", row.id)
         .details(json!({ "key": key, "type": definition.kind.as_db() }));
-    audit::record(&mut tx, actor, entry).await?;
-    tx.commit().await?;
+    audit::record(tx, actor, entry).await?;
     Ok(row)
 }
 
@@ -149,12 +161,15 @@ pub struct Visibility {
 
 impl Visibility {
     pub async fn of(conn: &mut PgConnection, actor: &Actor) -> ApiResult<Self> {
-        let (my_teams, staff_see_all) = store::visibility_facts(conn, actor.user_id()).await?;
-        let restricted = actor.role == Role::Staff && !staff_see_all;
+        Self::of_user(conn, actor.user_id(), actor.role).await
+    }
+
+    pub async fn of_user(conn: &mut PgConnection, user_id: Uuid, role: Role) -> ApiResult<Self> {
+        let (my_teams, staff_see_all) = store::visibility_facts(conn, user_id).await?;
         Ok(Self {
-            me: actor.user_id(),
+            me: user_id,
             my_teams,
-            restricted,
+            restricted: role == Role::Staff && !staff_see_all,
         })
     }
 
@@ -170,11 +185,14 @@ impl Visibility {
     }
 
     pub fn allows(&self, contact: &ContactRow) -> bool {
+        self.allows_owned(contact.owner_id, contact.team_id)
+    }
+
+    /// Whether a contact with this owner and team is visible.
+    pub fn allows_owned(&self, owner_id: Option<Uuid>, team_id: Option<Uuid>) -> bool {
         !self.restricted
-            || contact.owner_id == Some(self.me)
-            || contact
-                .team_id
-                .is_some_and(|team| self.my_teams.contains(&team))
+            || owner_id == Some(self.me)
+            || team_id.is_some_and(|team| self.my_teams.contains(&team))
     }
 }
 

@@ -153,7 +153,8 @@ pub enum Assign {
     Slot(&'static str, Option<SlotValue>),
 }
 
-fn push_value(qb: &mut QueryBuilder<'_, Postgres>, assign: &Assign) {
+/// Appends the value `assign` gives its column (a bind parameter, or a typed null).
+pub fn push_value(qb: &mut QueryBuilder<'_, Postgres>, assign: &Assign) {
     match assign {
         Assign::Text(_, value) => {
             qb.push_bind(value.clone());

@@ -11,7 +11,7 @@ use std::io::Cursor;
 
 use calamine::{open_workbook_auto_from_rs, Data, DataType, Range, Reader};
 use obrol_knowledge::detect::{self, Format};
-use obrol_knowledge::extract::{sheet, zipguard};
+use obrol_knowledge::extract::{sheet, zipguard, ExtractError};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -44,14 +44,24 @@ impl Table {
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return Err(refuse("the file is empty"));
         }
-        let format = detect::detect(bytes, Some(name)).unwrap_or(Format::Text);
+        let format = match detect::detect(bytes, Some(name)) {
+            Ok(format) => format,
+            // Not UTF-8: read as CSV, which says where the first bad byte is.
+            Err(ExtractError::Unsupported(_)) => Format::Csv,
+            Err(err) => {
+                let message = err.to_string();
+                return Err(refuse(message.trim_end_matches('.').to_lowercase()));
+            }
+        };
         let table = match format {
             Format::Xlsx | Format::Xls | Format::Ods => Self::spreadsheet(bytes, format)?,
             Format::Csv | Format::Text | Format::Markdown => Self::csv(bytes)?,
-            other => return Err(refuse(format!(
+            other => {
+                return Err(refuse(format!(
                 "a {} is not a contact file; upload CSV or an Excel or OpenDocument spreadsheet",
                 other.label()
-            ))),
+            )))
+            }
         };
         if table.rows == 0 {
             return Err(refuse(

@@ -25,6 +25,7 @@ pub struct Query(
     crate::audit::graphql::AuditQuery,
     crate::knowledge::graphql::KnowledgeQuery,
     crate::contacts::graphql::ContactsQuery,
+    crate::contacts::graphql::ContactImportQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -35,6 +36,7 @@ pub struct Mutation(
     crate::companies::graphql::CompanyMutation,
     crate::knowledge::graphql::KnowledgeMutation,
     crate::contacts::graphql::ContactsMutation,
+    crate::contacts::graphql::ContactImportMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -335,7 +335,7 @@ impl KnowledgeQuery {
 
 /// Reads an upload (already spooled to a temporary file by the HTTP layer, which cuts it off
 /// at the size limit).
-async fn read_upload(ctx: &Context<'_>, file: Upload) -> ApiResult<(String, Vec<u8>)> {
+pub(crate) async fn read_upload(ctx: &Context<'_>, file: Upload) -> ApiResult<(String, Vec<u8>)> {
     let value = file
         .value(ctx)
         .map_err(|e| ApiError::validation(format!("the upload cannot be read: {e}")))?;

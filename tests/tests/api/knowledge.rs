@@ -24,7 +24,6 @@ async fn create_base(app: &TestApp, admin: &Session, name: &str) -> String {
         .to_string()
 }
 
-/// Uploads through the GraphQL multipart request spec; returns the whole response.
 async fn upload_to(
     app: &TestApp,
     token: &str,
@@ -33,23 +32,7 @@ async fn upload_to(
     name: &str,
     bytes: Vec<u8>,
 ) -> Value {
-    let operations = json!({ "query": mutation, "variables": vars });
-    let form = reqwest::multipart::Form::new()
-        .text("operations", operations.to_string())
-        .text("map", json!({ "0": ["variables.file"] }).to_string())
-        .part(
-            "0",
-            reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
-        );
-    let response = app
-        .http
-        .post(app.url("/graphql"))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload request");
-    response.json().await.expect("JSON response")
+    app.gql_upload(token, mutation, vars, name, bytes).await
 }
 
 async fn upload(app: &TestApp, admin: &Session, base: &str, name: &str, bytes: Vec<u8>) -> Value {

@@ -1,5 +1,6 @@
 //! Contacts: custom properties, create/update/erase, labels, filters, groupings, visibility.
 
+mod import;
 mod lists;
 
 use obrol_tests::{error_code, Session, TestApp};
