@@ -331,6 +331,7 @@ fn router(http: HttpState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/downloads/{token}", get(download))
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
         // Added after the layer, so outside it: /graphql applies its own limits (JSON vs.
         // uploads) as it reads, and answers in GraphQL's error format.
@@ -511,6 +512,14 @@ async fn graphql_ws(
                 })
                 .serve()
         })
+}
+
+/// A download link's file (contact exports, the import sample); see contacts/export.rs.
+async fn download(
+    State(http): State<HttpState>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    crate::contacts::export::serve(http.app.clone(), &token).await
 }
 
 async fn readyz(State(http): State<HttpState>) -> Response {

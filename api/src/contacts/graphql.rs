@@ -903,11 +903,62 @@ impl ContactImportQuery {
     }
 }
 
+/// A link to a file made when it is fetched. `url` is a path on this server; it works
+/// without further credentials until `expiresAt`, so treat it like a password.
+#[derive(SimpleObject)]
+pub struct DownloadLink {
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<super::export::DownloadLink> for DownloadLink {
+    fn from(link: super::export::DownloadLink) -> Self {
+        Self {
+            url: link.path,
+            expires_at: link.expires_at,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct ContactImportMutation;
 
 #[Object]
 impl ContactImportMutation {
+    /// A link to the CSV of every contact that `filter` (and `view`, `grouping`) selects,
+    /// streamed when fetched. Admins only; audited.
+    async fn export_contacts(
+        &self,
+        ctx: &Context<'_>,
+        view: Option<ID>,
+        filter: Option<ContactFilter>,
+        grouping: Option<ContactGrouping>,
+    ) -> ApiResult<DownloadLink> {
+        let link = super::export::export(
+            state(ctx),
+            actor(ctx)?,
+            ContactQuery {
+                view: view.map(|id| parse_id(&id, "view")).transpose()?,
+                filter,
+                grouping,
+                order: None,
+                after: None,
+                first: 0,
+                want_count: false,
+            },
+        )
+        .await?;
+        Ok(link.into())
+    }
+
+    /// A link to a sample import file: the columns the import understands, including the
+    /// company's custom properties, with example rows.
+    async fn contact_import_sample(&self, ctx: &Context<'_>) -> ApiResult<DownloadLink> {
+        Ok(super::export::import_sample(state(ctx), actor(ctx)?)
+            .await?
+            .into())
+    }
+
     /// Reads a CSV or spreadsheet file and shows its columns, sample values and a suggested
     /// property for each. Nothing is stored.
     async fn preview_contact_import(

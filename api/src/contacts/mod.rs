@@ -5,6 +5,7 @@
 //! contacts they own and those of their teams. Every read and write below goes through
 //! [`Visibility`], so the rule holds for lookups by id as well as for lists.
 
+pub mod export;
 pub mod filter;
 pub mod graphql;
 pub mod import;

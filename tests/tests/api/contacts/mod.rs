@@ -1,5 +1,6 @@
 //! Contacts: custom properties, create/update/erase, labels, filters, groupings, visibility.
 
+mod export;
 mod import;
 mod lists;
 
