@@ -879,11 +879,98 @@ impl ImportJob {
     }
 }
 
+/// A contact active in a month, and when and why they first were.
+pub struct ActiveContact {
+    row: super::mac::ActiveRow,
+    contact: Option<ContactRow>,
+}
+
+#[Object]
+impl ActiveContact {
+    /// Null once the contact was erased: the month still counts them.
+    async fn contact(&self) -> Option<Contact> {
+        self.contact.clone().map(Contact)
+    }
+
+    async fn first_active_at(&self) -> DateTime<Utc> {
+        self.row.first_active_at
+    }
+
+    async fn reason(&self) -> super::mac::ActiveReason {
+        self.row.reason()
+    }
+}
+
+/// Monthly Active Contacts, the billing unit: contacts the business actively engaged in a
+/// month (they wrote, or the business talked with them in a conversation).
+pub struct MonthlyActiveContacts(super::mac::MonthSummary);
+
+#[Object]
+impl MonthlyActiveContacts {
+    /// YYYY-MM, in the company's timezone.
+    async fn month(&self) -> String {
+        self.0.month.format("%Y-%m").to_string()
+    }
+
+    async fn count(&self) -> i64 {
+        self.0.count
+    }
+
+    /// What the plan includes; null when agreed per contract (Enterprise).
+    async fn allowance(&self) -> Option<i32> {
+        self.0.allowance
+    }
+
+    async fn over_allowance(&self) -> bool {
+        self.0.over_allowance()
+    }
+
+    #[graphql(
+        complexity = "crate::graphql::list_cost(first.unwrap_or(20).max(0) as usize, child_complexity)"
+    )]
+    async fn contacts(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, ActiveContact, EmptyFields, EmptyFields>> {
+        let request = page_request(first, after)?;
+        let (state, actor) = (state(ctx), actor(ctx)?);
+        let rows =
+            super::mac::active_contacts(state, actor, self.0.month, request.after, request.fetch())
+                .await?;
+        let has_next = rows.len() > request.size;
+        let rows: Vec<_> = rows.into_iter().take(request.size).collect();
+        let contacts = super::mac::contacts_of(state, actor, &rows).await?;
+        let mut connection = Connection::new(request.after.is_some(), has_next);
+        connection.edges.extend(rows.into_iter().map(|row| {
+            let contact = contacts
+                .iter()
+                .find(|c| Some(c.id) == row.contact_id)
+                .cloned();
+            Edge::new(encode_cursor(row.key), ActiveContact { row, contact })
+        }));
+        Ok(connection)
+    }
+}
+
 #[derive(Default)]
 pub struct ContactImportQuery;
 
 #[Object]
 impl ContactImportQuery {
+    /// Monthly Active Contacts of `month` (YYYY-MM), with the plan's allowance (Admins).
+    async fn monthly_active_contacts(
+        &self,
+        ctx: &Context<'_>,
+        month: String,
+    ) -> ApiResult<MonthlyActiveContacts> {
+        let month = super::mac::parse_month(&month)?;
+        Ok(MonthlyActiveContacts(
+            super::mac::summary(state(ctx), actor(ctx)?, month).await?,
+        ))
+    }
+
     async fn contact_import(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ImportJob> {
         let id = parse_id(&id, "import")?;
         Ok(ImportJob(

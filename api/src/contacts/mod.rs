@@ -10,6 +10,7 @@ pub mod filter;
 pub mod graphql;
 pub mod import;
 pub mod lists;
+pub mod mac;
 pub mod properties;
 pub mod store;
 pub mod table;

@@ -3,6 +3,7 @@
 mod export;
 mod import;
 mod lists;
+mod mac;
 
 use obrol_tests::{error_code, Session, TestApp};
 use serde_json::{json, Value};
