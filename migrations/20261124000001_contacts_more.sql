@@ -82,3 +82,10 @@ create function download_company(p_token_hash bytea) returns uuid
 
 revoke all on function download_company(bytea) from public;
 grant execute on function download_company(bytea) to obrol_app;
+
+-- Merging two contacts moves everything of one to the other: its activity (only which
+-- contact it belongs to may change), its files, and its months of activity (a person active
+-- as both in one month counts once).
+grant update (contact_id) on contact_activities to obrol_app;
+grant update (contact_id) on contact_media to obrol_app;
+grant delete on monthly_active_contacts to obrol_app;

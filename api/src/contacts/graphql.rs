@@ -169,6 +169,47 @@ impl Contact {
         self.0.updated_at
     }
 
+    /// Internal notes, newest first.
+    #[graphql(
+        complexity = "crate::graphql::list_cost(first.unwrap_or(20).max(0) as usize, child_complexity)"
+    )]
+    async fn notes(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: Option<i32>,
+    ) -> ApiResult<Vec<ContactNote>> {
+        let limit = first.unwrap_or(20).clamp(0, 100);
+        let rows = super::related::notes(state(ctx), actor(ctx)?, self.0.id, limit.into()).await?;
+        Ok(rows.into_iter().map(ContactNote).collect())
+    }
+
+    /// Reminders about this contact, soonest first.
+    #[graphql(
+        complexity = "crate::graphql::list_cost(crate::graphql::NESTED_LIST_FACTOR, child_complexity)"
+    )]
+    async fn reminders(&self, ctx: &Context<'_>) -> ApiResult<Vec<ContactReminder>> {
+        let rows = super::related::reminders(state(ctx), actor(ctx)?, self.0.id).await?;
+        Ok(rows.into_iter().map(ContactReminder).collect())
+    }
+
+    /// The channels this contact is reached on.
+    #[graphql(
+        complexity = "crate::graphql::list_cost(crate::graphql::NESTED_LIST_FACTOR, child_complexity)"
+    )]
+    async fn identities(&self, ctx: &Context<'_>) -> ApiResult<Vec<ContactIdentity>> {
+        let rows = super::related::identities(state(ctx), actor(ctx)?, self.0.id).await?;
+        Ok(rows.into_iter().map(ContactIdentity).collect())
+    }
+
+    /// Files shared with or about this contact, newest first.
+    #[graphql(
+        complexity = "crate::graphql::list_cost(crate::graphql::NESTED_LIST_FACTOR, child_complexity)"
+    )]
+    async fn media(&self, ctx: &Context<'_>) -> ApiResult<Vec<ContactMedia>> {
+        let rows = super::related::media(state(ctx), actor(ctx)?, self.0.id).await?;
+        Ok(rows.into_iter().map(ContactMedia).collect())
+    }
+
     /// What happened to this contact, newest first.
     #[graphql(
         complexity = "crate::graphql::list_cost(first.unwrap_or(20).max(0) as usize, child_complexity)"
@@ -597,6 +638,22 @@ impl ContactsMutation {
         ))
     }
 
+    /// Merges `mergedId` into `keepId` (the same person twice): nothing of either is lost;
+    /// where both have a value, the kept contact's wins. The merged contact's id stops
+    /// existing. Returns the kept contact.
+    async fn merge_contacts(
+        &self,
+        ctx: &Context<'_>,
+        keep_id: ID,
+        merged_id: ID,
+    ) -> ApiResult<Contact> {
+        let keep = parse_id(&keep_id, "contact")?;
+        let merged = parse_id(&merged_id, "contact")?;
+        Ok(Contact(
+            super::merge(state(ctx), actor(ctx)?, keep, merged).await?,
+        ))
+    }
+
     /// Erases a contact and everything recorded about them (Admins). Cannot be undone.
     /// Returns the erased contact's id.
     async fn delete_contact(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
@@ -876,6 +933,257 @@ impl ImportJob {
 
     async fn finished_at(&self) -> Option<DateTime<Utc>> {
         self.0.finished_at
+    }
+}
+
+/// An internal note about a contact (never shown to the contact).
+pub struct ContactNote(pub super::related::NoteRow);
+
+#[Object]
+impl ContactNote {
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+
+    async fn body(&self) -> &str {
+        &self.0.body
+    }
+
+    async fn author(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
+        let Some(id) = self.0.author_id else {
+            return Ok(None);
+        };
+        require_for_field(ctx, Role::Staff, ApiScope::UsersRead)?;
+        Ok(loader(ctx)?.load_one(UserById(id)).await?.map(User))
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// Something to do about a contact, by a date, for someone.
+pub struct ContactReminder(pub super::related::ReminderRow);
+
+#[Object]
+impl ContactReminder {
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+
+    async fn contact_id(&self) -> ID {
+        to_id(self.0.contact_id)
+    }
+
+    async fn body(&self) -> &str {
+        &self.0.body
+    }
+
+    async fn due_at(&self) -> DateTime<Utc> {
+        self.0.due_at
+    }
+
+    /// When it was marked done; null while open.
+    async fn done_at(&self) -> Option<DateTime<Utc>> {
+        self.0.done_at
+    }
+
+    async fn assignee(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
+        let Some(id) = self.0.assignee_id else {
+            return Ok(None);
+        };
+        require_for_field(ctx, Role::Staff, ApiScope::UsersRead)?;
+        Ok(loader(ctx)?.load_one(UserById(id)).await?.map(User))
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// The contact on one channel: a WhatsApp number, an Instagram or Messenger id, ...
+pub struct ContactIdentity(pub super::related::IdentityRow);
+
+#[Object]
+impl ContactIdentity {
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+
+    async fn channel(&self) -> super::related::Channel {
+        super::related::Channel::from_db(&self.0.channel)
+    }
+
+    /// The contact's id on that channel.
+    async fn external_id(&self) -> &str {
+        &self.0.external_id
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// A file shared with or about a contact.
+pub struct ContactMedia(pub super::related::MediaRow);
+
+#[Object]
+impl ContactMedia {
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+
+    async fn file_name(&self) -> &str {
+        &self.0.file_name
+    }
+
+    async fn content_type(&self) -> &str {
+        &self.0.content_type
+    }
+
+    async fn size_bytes(&self) -> i64 {
+        self.0.size_bytes
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+#[derive(InputObject)]
+pub struct AddReminderInput {
+    pub contact_id: ID,
+    pub body: String,
+    pub due_at: DateTime<Utc>,
+    /// Defaults to the caller.
+    pub assignee_id: Option<ID>,
+}
+
+#[derive(Default)]
+pub struct ContactRelatedQuery;
+
+#[Object]
+impl ContactRelatedQuery {
+    /// The caller's open reminders, soonest first.
+    async fn my_reminders(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+    ) -> ApiResult<Vec<ContactReminder>> {
+        let rows =
+            super::related::my_reminders(state(ctx), actor(ctx)?, first.clamp(0, 200).into())
+                .await?;
+        Ok(rows.into_iter().map(ContactReminder).collect())
+    }
+}
+
+#[derive(Default)]
+pub struct ContactRelatedMutation;
+
+#[Object]
+impl ContactRelatedMutation {
+    async fn add_contact_note(
+        &self,
+        ctx: &Context<'_>,
+        contact_id: ID,
+        body: String,
+    ) -> ApiResult<ContactNote> {
+        let contact_id = parse_id(&contact_id, "contact")?;
+        let row = super::related::add_note(state(ctx), actor(ctx)?, contact_id, &body).await?;
+        Ok(ContactNote(row))
+    }
+
+    /// Deletes a note (its author or an Admin). Returns its id.
+    async fn delete_contact_note(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
+        let id = parse_id(&id, "note")?;
+        Ok(to_id(
+            super::related::delete_note(state(ctx), actor(ctx)?, id).await?,
+        ))
+    }
+
+    async fn add_contact_reminder(
+        &self,
+        ctx: &Context<'_>,
+        input: AddReminderInput,
+    ) -> ApiResult<ContactReminder> {
+        let contact_id = parse_id(&input.contact_id, "contact")?;
+        let assignee = input
+            .assignee_id
+            .map(|id| parse_id(&id, "user"))
+            .transpose()?;
+        let row = super::related::add_reminder(
+            state(ctx),
+            actor(ctx)?,
+            contact_id,
+            &input.body,
+            input.due_at,
+            assignee,
+        )
+        .await?;
+        Ok(ContactReminder(row))
+    }
+
+    /// Marks a reminder done, or open again with `done: false`.
+    async fn complete_contact_reminder(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        #[graphql(default = true)] done: bool,
+    ) -> ApiResult<ContactReminder> {
+        let id = parse_id(&id, "reminder")?;
+        let row = super::related::complete_reminder(state(ctx), actor(ctx)?, id, done).await?;
+        Ok(ContactReminder(row))
+    }
+
+    /// Links a channel identity to a contact; CONFLICT when another contact has it.
+    async fn add_contact_identity(
+        &self,
+        ctx: &Context<'_>,
+        contact_id: ID,
+        channel: super::related::Channel,
+        external_id: String,
+    ) -> ApiResult<ContactIdentity> {
+        let contact_id = parse_id(&contact_id, "contact")?;
+        let row = super::related::add_identity(
+            state(ctx),
+            actor(ctx)?,
+            contact_id,
+            channel,
+            &external_id,
+        )
+        .await?;
+        Ok(ContactIdentity(row))
+    }
+
+    async fn remove_contact_identity(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
+        let id = parse_id(&id, "identity")?;
+        Ok(to_id(
+            super::related::remove_identity(state(ctx), actor(ctx)?, id).await?,
+        ))
+    }
+
+    /// Stores a file with a contact (by GraphQL multipart upload, up to 20 MB).
+    async fn attach_contact_media(
+        &self,
+        ctx: &Context<'_>,
+        contact_id: ID,
+        file: async_graphql::Upload,
+    ) -> ApiResult<ContactMedia> {
+        let contact_id = parse_id(&contact_id, "contact")?;
+        let actor = actor(ctx)?;
+        actor.require(Role::Staff, ApiScope::ContactsWrite)?;
+        let content_type = file.value(ctx).ok().and_then(|v| v.content_type.clone());
+        let (name, bytes) = crate::knowledge::graphql::read_upload(ctx, file).await?;
+        let row = super::related::attach_media(
+            state(ctx),
+            actor,
+            contact_id,
+            &name,
+            content_type.as_deref(),
+            bytes,
+        )
+        .await?;
+        Ok(ContactMedia(row))
     }
 }
 

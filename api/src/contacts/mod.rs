@@ -12,6 +12,7 @@ pub mod import;
 pub mod lists;
 pub mod mac;
 pub mod properties;
+pub mod related;
 pub mod store;
 pub mod table;
 
@@ -526,6 +527,7 @@ pub async fn delete(state: &AppState, actor: &Actor, id: Uuid) -> ApiResult<Uuid
     let mut tx = state.db.tenant(actor.company_id).await?;
     let visibility = Visibility::of(&mut tx, actor).await?;
     visible(&mut tx, &visibility, id, &[], true).await?;
+    let files = related::media_keys(&mut tx, id).await?;
     sqlx::query("update monthly_active_contacts set contact_id = $2 where contact_id = $1")
         .bind(id)
         .bind(Uuid::new_v4())
@@ -539,7 +541,131 @@ pub async fn delete(state: &AppState, actor: &Actor, id: Uuid) -> ApiResult<Uuid
     )
     .await?;
     tx.commit().await?;
+    // The rows are gone; now their files. A failure here is logged (the references no
+    // longer exist, so nothing can reach the files).
+    related::delete_objects(state, &files).await;
     Ok(id)
+}
+
+/// Merges contact `merged_id` into `keep_id`: everything of both is kept. The kept contact's
+/// values win; the merged contact's fill what the kept one lacks; labels, lists, channel
+/// identities, notes, reminders, files, activity and active months move over. The merged
+/// contact is then deleted, and the kept one's log says so.
+pub async fn merge(
+    state: &AppState,
+    actor: &Actor,
+    keep_id: Uuid,
+    merged_id: Uuid,
+) -> ApiResult<ContactRow> {
+    actor.require(Role::Staff, ApiScope::ContactsWrite)?;
+    if keep_id == merged_id {
+        return Err(ApiError::validation(
+            "a contact cannot be merged with itself",
+        ));
+    }
+    let mut tx = state.db.tenant(actor.company_id).await?;
+    let visibility = Visibility::of(&mut tx, actor).await?;
+    let properties = store::properties(&mut tx).await?;
+    let keep = visible(&mut tx, &visibility, keep_id, &properties, true).await?;
+    let gone = visible(&mut tx, &visibility, merged_id, &properties, true).await?;
+
+    for table in [
+        "contact_identities",
+        "contact_notes",
+        "contact_reminders",
+        "contact_media",
+        "contact_activities",
+    ] {
+        // The table names are the fixed list above.
+        sqlx::query(&format!(
+            "update {table} set contact_id = $1 where contact_id = $2"
+        ))
+        .bind(keep_id)
+        .bind(merged_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "insert into contact_list_members (list_id, contact_id, company_id, added_at)
+         select list_id, $1, company_id, added_at from contact_list_members where contact_id = $2
+         on conflict do nothing",
+    )
+    .bind(keep_id)
+    .bind(merged_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "update monthly_active_contacts m set contact_id = $1
+         where m.contact_id = $2 and not exists (
+             select 1 from monthly_active_contacts k
+             where k.company_id = m.company_id and k.month = m.month and k.contact_id = $1)",
+    )
+    .bind(keep_id)
+    .bind(merged_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("delete from monthly_active_contacts where contact_id = $1")
+        .bind(merged_id)
+        .execute(&mut *tx)
+        .await?;
+    store::delete(&mut tx, merged_id).await?;
+
+    // What the kept contact lacks, from the merged one.
+    let fill = |mine: &Option<String>, theirs: &Option<String>| match (mine, theirs) {
+        (None, Some(value)) => MaybeUndefined::Value(value.clone()),
+        _ => MaybeUndefined::Undefined,
+    };
+    let mut custom = Map::new();
+    for (key, value) in &gone.custom {
+        if !keep.custom.contains_key(key) {
+            custom.insert(key.clone(), value.clone());
+        }
+    }
+    let changes = ContactChanges {
+        first_name: fill(&keep.first_name, &gone.first_name),
+        last_name: fill(&keep.last_name, &gone.last_name),
+        phone: fill(&keep.phone, &gone.phone),
+        email: fill(&keep.email, &gone.email),
+        country: fill(&keep.country, &gone.country),
+        location: fill(&keep.location, &gone.location),
+        company_name: fill(&keep.company_name, &gone.company_name),
+        job_title: fill(&keep.job_title, &gone.job_title),
+        custom: (!custom.is_empty()).then_some(custom),
+        ..ContactChanges::default()
+    };
+    let mut assigns = field_assignments(&changes, &properties)?;
+    if keep.owner_id.is_none() && gone.owner_id.is_some() {
+        assigns.push(Assign::Uuid("owner_id", gone.owner_id));
+    }
+    if keep.team_id.is_none() && gone.team_id.is_some() {
+        assigns.push(Assign::Uuid("team_id", gone.team_id));
+    }
+    if !assigns.is_empty() {
+        store::update(&mut tx, keep_id, &assigns, &properties).await?;
+    }
+    if !gone.label_ids.is_empty() {
+        store::change_labels(&mut tx, &[keep_id], &gone.label_ids, true).await?;
+    }
+    store::record_activity(
+        &mut tx,
+        actor.company_id,
+        &[keep_id],
+        "MERGED",
+        Some(actor.user_id()),
+        &json!({ "merged": merged_id, "name": gone.display_name }),
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry::new("CONTACTS_MERGED")
+            .target("contact", keep_id)
+            .details(json!({ "merged": merged_id })),
+    )
+    .await?;
+    let merged = visible(&mut tx, &visibility, keep_id, &properties, false).await?;
+    tx.commit().await?;
+    Ok(merged)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ pub struct Query(
     crate::knowledge::graphql::KnowledgeQuery,
     crate::contacts::graphql::ContactsQuery,
     crate::contacts::graphql::ContactImportQuery,
+    crate::contacts::graphql::ContactRelatedQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -37,6 +38,7 @@ pub struct Mutation(
     crate::knowledge::graphql::KnowledgeMutation,
     crate::contacts::graphql::ContactsMutation,
     crate::contacts::graphql::ContactImportMutation,
+    crate::contacts::graphql::ContactRelatedMutation,
 );
 
 #[derive(MergedSubscription, Default)]
