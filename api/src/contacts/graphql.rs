@@ -1059,11 +1059,69 @@ pub struct AddReminderInput {
     pub assignee_id: Option<ID>,
 }
 
+/// What is wrong with a personalisation template, if anything.
+#[derive(SimpleObject)]
+pub struct TemplateCheck {
+    pub ok: bool,
+    /// Variables that name no property, as written (`contact.shoe_size`).
+    pub unknown_variables: Vec<String>,
+    /// Malformed variables, each described.
+    pub errors: Vec<String>,
+    /// Every variable this company's templates can use.
+    pub available_variables: Vec<String>,
+}
+
 #[derive(Default)]
 pub struct ContactRelatedQuery;
 
 #[Object]
 impl ContactRelatedQuery {
+    /// Checks a template such as `Hi {{contact.first_name | fallback: "there"}}`.
+    async fn check_contact_template(
+        &self,
+        ctx: &Context<'_>,
+        template: String,
+    ) -> ApiResult<TemplateCheck> {
+        let properties = super::list_properties(state(ctx), actor(ctx)?).await?;
+        let problems = super::personalize::check(&template, &properties);
+        let available_variables = super::personalize::FIELDS
+            .iter()
+            .map(|f| f.to_string())
+            .chain(properties.iter().map(|p| p.key.clone()))
+            .map(|key| format!("contact.{key}"))
+            .collect();
+        Ok(TemplateCheck {
+            ok: problems.is_empty(),
+            unknown_variables: problems.unknown,
+            errors: problems.errors,
+            available_variables,
+        })
+    }
+
+    /// A template filled in for one contact; VALIDATION when it has unknown or malformed
+    /// variables.
+    async fn render_contact_template(
+        &self,
+        ctx: &Context<'_>,
+        template: String,
+        contact_id: ID,
+    ) -> ApiResult<String> {
+        let id = parse_id(&contact_id, "contact")?;
+        let (state, actor) = (state(ctx), actor(ctx)?);
+        let contact = super::get(state, actor, id).await?;
+        let properties = super::list_properties(state, actor).await?;
+        super::personalize::render(&template, &contact, &properties).map_err(|problems| {
+            let mut parts = problems.errors;
+            if !problems.unknown.is_empty() {
+                parts.push(format!(
+                    "unknown variables: {}",
+                    problems.unknown.join(", ")
+                ));
+            }
+            ApiError::validation(parts.join("; "))
+        })
+    }
+
     /// The caller's open reminders, soonest first.
     async fn my_reminders(
         &self,

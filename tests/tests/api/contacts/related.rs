@@ -269,3 +269,61 @@ async fn merging_two_contacts_keeps_everything_of_both() {
     );
     assert_eq!(names(&app, &admin, json!(null)).await.1, 5);
 }
+
+#[tokio::test]
+async fn templates_are_filled_from_contacts_and_unknown_variables_are_reported() {
+    let app = TestApp::spawn().await;
+    let (admin, ids) = crm(&app).await;
+    const RENDER: &str =
+        "query($t: String!, $c: ID!) { renderContactTemplate(template: $t, contactId: $c) }";
+    let template = "Hi {{contact.first_name | fallback: \"there\"}} from {{contact.company_name | fallback: 'your company'}}: {{contact.industry}}, {{contact.employees}} staff.";
+    let ana = ok(&app, &admin, RENDER, json!({ "t": template, "c": ids[0] })).await;
+    assert_eq!(
+        ana["renderContactTemplate"],
+        "Hi Ana from your company: Technology, 120 staff."
+    );
+    let budi = ok(&app, &admin, RENDER, json!({ "t": template, "c": ids[1] })).await;
+    assert_eq!(
+        budi["renderContactTemplate"],
+        "Hi Budi from 50% Off Ltd: Technology, 12 staff."
+    );
+    let checked = ok(
+        &app,
+        &admin,
+        "query($t: String!) { checkContactTemplate(template: $t) { ok unknownVariables errors availableVariables } }",
+        json!({ "t": "Dear {{contact.title}}, {{contact.first_name | fallback there}}" }),
+    )
+    .await;
+    let checked = &checked["checkContactTemplate"];
+    assert_eq!(checked["ok"], false);
+    assert_eq!(
+        checked["unknownVariables"],
+        json!([]),
+        "a malformed template stops at the error"
+    );
+    assert_eq!(checked["errors"].as_array().unwrap().len(), 1);
+    assert!(checked["availableVariables"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("contact.industry")));
+    let checked = ok(
+        &app,
+        &admin,
+        "query($t: String!) { checkContactTemplate(template: $t) { ok unknownVariables } }",
+        json!({ "t": "Dear {{contact.title}} of {{ contact.company_name }}" }),
+    )
+    .await;
+    assert_eq!(
+        checked["checkContactTemplate"],
+        json!({ "ok": false, "unknownVariables": ["contact.title"] })
+    );
+    let response = app
+        .gql(
+            Some(&admin.token),
+            RENDER,
+            json!({ "t": "Dear {{contact.title}}", "c": ids[0] }),
+        )
+        .await;
+    assert_eq!(error_code(&response), Some("VALIDATION"));
+    assert!(response.to_string().contains("contact.title"), "{response}");
+}
