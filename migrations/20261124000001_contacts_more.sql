@@ -89,3 +89,67 @@ grant execute on function download_company(bytea) to obrol_app;
 grant update (contact_id) on contact_activities to obrol_app;
 grant update (contact_id) on contact_media to obrol_app;
 grant delete on monthly_active_contacts to obrol_app;
+
+-- Custom objects: admin-defined record types (orders, memberships, ...) with typed fields,
+-- whose records belong to contacts.
+create table custom_object_types (
+    id uuid primary key,
+    company_id uuid not null references companies (id) on delete cascade,
+    key text not null check (key ~ '^[a-z][a-z0-9_]{0,62}$'),
+    name text not null check (length(name) between 1 and 100),
+    -- [{"key": "status", "label": "Status", "type": "SINGLE_SELECT", "options": [...]}, ...]
+    fields jsonb not null,
+    display_field text not null,
+    -- ONE_TO_ONE: at most one record per contact; ONE_TO_MANY: any number.
+    relation text not null check (relation in ('ONE_TO_ONE', 'ONE_TO_MANY')),
+    created_at timestamptz not null default now()
+);
+
+create unique index custom_object_types_key on custom_object_types (company_id, key);
+
+alter table custom_object_types enable row level security;
+alter table custom_object_types force row level security;
+create policy custom_object_types_tenant on custom_object_types
+    using (company_id = app_company_id()) with check (company_id = app_company_id());
+grant select, insert on custom_object_types to obrol_app;
+
+create table custom_object_records (
+    id uuid primary key,
+    company_id uuid not null references companies (id) on delete cascade,
+    type_id uuid not null references custom_object_types (id) on delete cascade,
+    contact_id uuid not null references contacts (id) on delete cascade,
+    "values" jsonb not null,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now()
+);
+
+create index custom_object_records_type_idx on custom_object_records (type_id, id);
+create index custom_object_records_contact_idx on custom_object_records (contact_id, type_id);
+create index custom_object_records_values_idx on custom_object_records using gin ("values" jsonb_path_ops);
+
+alter table custom_object_records enable row level security;
+alter table custom_object_records force row level security;
+create policy custom_object_records_tenant on custom_object_records
+    using (company_id = app_company_id()) with check (company_id = app_company_id());
+grant select, insert, update, delete on custom_object_records to obrol_app;
+
+-- "A record was created / updated / deleted", for automation to react to. They name the
+-- fields that changed, never their values, and go with the contact when it is erased.
+create table custom_object_events (
+    id uuid primary key,
+    company_id uuid not null references companies (id) on delete cascade,
+    type_id uuid not null references custom_object_types (id) on delete cascade,
+    record_id uuid not null,
+    contact_id uuid not null references contacts (id) on delete cascade,
+    kind text not null check (kind in ('CREATED', 'UPDATED', 'DELETED')),
+    fields text[] not null default '{}',
+    created_at timestamptz not null default now()
+);
+
+create index custom_object_events_company_idx on custom_object_events (company_id, id);
+
+alter table custom_object_events enable row level security;
+alter table custom_object_events force row level security;
+create policy custom_object_events_tenant on custom_object_events
+    using (company_id = app_company_id()) with check (company_id = app_company_id());
+grant select, insert on custom_object_events to obrol_app;

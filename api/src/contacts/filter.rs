@@ -183,7 +183,7 @@ fn collect(
     })
 }
 
-fn walk(
+pub(super) fn walk(
     filter: &ContactFilter,
     depth: usize,
     count: &mut usize,
@@ -716,7 +716,7 @@ fn push_condition(
 }
 
 /// A condition's operands, checked for count and size.
-struct Args<'a> {
+pub(super) struct Args<'a> {
     key: &'a str,
     op: FilterOp,
     value: Option<&'a str>,
@@ -724,7 +724,7 @@ struct Args<'a> {
 }
 
 impl<'a> Args<'a> {
-    fn of(condition: &'a ContactCondition, key: &'a str) -> ApiResult<Self> {
+    pub(super) fn of(condition: &'a ContactCondition, key: &'a str) -> ApiResult<Self> {
         let args = Args {
             key,
             op: condition.op,
@@ -752,7 +752,7 @@ impl<'a> Args<'a> {
         }
     }
 
-    fn one(&self) -> ApiResult<&'a str> {
+    pub(super) fn one(&self) -> ApiResult<&'a str> {
         match (self.value, self.values) {
             (Some(value), None) => Ok(value),
             _ => Err(ApiError::validation(format!(
@@ -762,7 +762,7 @@ impl<'a> Args<'a> {
         }
     }
 
-    fn many(&self) -> ApiResult<&'a [String]> {
+    pub(super) fn many(&self) -> ApiResult<&'a [String]> {
         match (self.value, self.values) {
             (None, Some(values)) if !values.is_empty() && values.len() <= MAX_VALUES => Ok(values),
             _ => Err(ApiError::validation(format!(
@@ -772,7 +772,7 @@ impl<'a> Args<'a> {
         }
     }
 
-    fn pair(&self) -> ApiResult<(&'a str, &'a str)> {
+    pub(super) fn pair(&self) -> ApiResult<(&'a str, &'a str)> {
         match self.values {
             Some([low, high]) if self.value.is_none() => Ok((low, high)),
             _ => Err(ApiError::validation(format!(
@@ -922,7 +922,7 @@ fn push_instant(
 }
 
 /// `%needle%` for ILIKE, with the needle's own `%`, `_` and `\` taken literally.
-fn like_pattern(needle: &str) -> String {
+pub(super) fn like_pattern(needle: &str) -> String {
     let mut pattern = String::with_capacity(needle.len() + 2);
     pattern.push('%');
     for ch in needle.chars() {

@@ -1491,3 +1491,319 @@ impl ContactImportMutation {
         Ok(ImportJob(row))
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Custom objects
+
+#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectRelation {
+    /// At most one record per contact (a membership).
+    OneToOne,
+    /// Any number of records per contact (orders).
+    OneToMany,
+}
+
+#[derive(InputObject)]
+pub struct CustomFieldInput {
+    pub key: String,
+    pub label: String,
+    #[graphql(name = "type")]
+    pub kind: PropertyType,
+    #[graphql(default)]
+    pub options: Vec<String>,
+}
+
+#[derive(InputObject)]
+pub struct DefineCustomObjectInput {
+    /// Lower-case, as in `order` or `membership`; used by `customObjectRecords(type:)`.
+    pub key: String,
+    pub name: String,
+    pub fields: Vec<CustomFieldInput>,
+    /// The field that names a record in lists.
+    pub display_field: String,
+    pub relation: ObjectRelation,
+}
+
+#[derive(SimpleObject)]
+pub struct CustomField {
+    pub key: String,
+    pub label: String,
+    #[graphql(name = "type")]
+    pub kind: PropertyType,
+    pub options: Vec<String>,
+}
+
+/// A kind of record a company keeps about its contacts (orders, memberships, ...).
+pub struct CustomObjectType(pub super::objects::TypeRow);
+
+#[Object]
+impl CustomObjectType {
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+
+    async fn key(&self) -> &str {
+        &self.0.key
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    async fn fields(&self) -> ApiResult<Vec<CustomField>> {
+        Ok(self
+            .0
+            .fields()?
+            .into_iter()
+            .map(|f| CustomField {
+                key: f.key,
+                label: f.label,
+                kind: f.kind,
+                options: f.options,
+            })
+            .collect())
+    }
+
+    async fn display_field(&self) -> &str {
+        &self.0.display_field
+    }
+
+    async fn relation(&self) -> ObjectRelation {
+        if self.0.one_per_contact() {
+            ObjectRelation::OneToOne
+        } else {
+            ObjectRelation::OneToMany
+        }
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// One record of a custom object, belonging to a contact.
+pub struct CustomObjectRecord {
+    row: super::objects::RecordRow,
+    display_field: String,
+}
+
+#[Object]
+impl CustomObjectRecord {
+    async fn id(&self) -> ID {
+        to_id(self.row.id)
+    }
+
+    async fn contact(&self, ctx: &Context<'_>) -> ApiResult<Contact> {
+        Ok(Contact(
+            super::get(state(ctx), actor(ctx)?, self.row.contact_id).await?,
+        ))
+    }
+
+    /// Field values by key (numbers as numbers, dates as YYYY-MM-DD).
+    async fn values(&self) -> Json<&Value> {
+        Json(&self.row.values)
+    }
+
+    /// The display field's value, as text.
+    async fn display_value(&self) -> String {
+        match self.row.values.get(&self.display_field) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => String::new(),
+            Some(other) => other.to_string(),
+        }
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.row.created_at
+    }
+
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.row.updated_at
+    }
+}
+
+/// "A record was created / updated / deleted": what automation reacts to.
+pub struct CustomObjectEvent(pub super::objects::EventRow);
+
+#[Object]
+impl CustomObjectEvent {
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+
+    /// CREATED, UPDATED or DELETED.
+    async fn kind(&self) -> &str {
+        &self.0.kind
+    }
+
+    async fn record_id(&self) -> ID {
+        to_id(self.0.record_id)
+    }
+
+    async fn contact_id(&self) -> ID {
+        to_id(self.0.contact_id)
+    }
+
+    async fn type_id(&self) -> ID {
+        to_id(self.0.type_id)
+    }
+
+    /// The fields whose values changed (never the values).
+    async fn fields(&self) -> &[String] {
+        &self.0.fields
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+#[derive(Default)]
+pub struct CustomObjectQuery;
+
+#[Object]
+impl CustomObjectQuery {
+    async fn custom_object_types(&self, ctx: &Context<'_>) -> ApiResult<Vec<CustomObjectType>> {
+        let rows = super::objects::types(state(ctx), actor(ctx)?).await?;
+        Ok(rows.into_iter().map(CustomObjectType).collect())
+    }
+
+    /// Records of the custom object `type` (its key), oldest first, optionally of one
+    /// contact and matching `filter` (conditions on its fields, `created_at`, `updated_at`).
+    #[graphql(
+        complexity = "crate::graphql::list_cost(first.unwrap_or(20).max(0) as usize, child_complexity)"
+    )]
+    async fn custom_object_records(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "type")] type_key: String,
+        filter: Option<ContactFilter>,
+        contact_id: Option<ID>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, CustomObjectRecord, EmptyFields, EmptyFields>> {
+        let request = page_request(first, after)?;
+        let (type_row, rows) = super::objects::records(
+            state(ctx),
+            actor(ctx)?,
+            super::objects::RecordQuery {
+                type_key,
+                filter,
+                contact_id: contact_id.map(|id| parse_id(&id, "contact")).transpose()?,
+                after: request.after,
+                limit: request.fetch(),
+            },
+        )
+        .await?;
+        let has_next = rows.len() > request.size;
+        let mut connection = Connection::new(request.after.is_some(), has_next);
+        connection
+            .edges
+            .extend(rows.into_iter().take(request.size).map(|row| {
+                Edge::new(
+                    encode_cursor(row.id),
+                    CustomObjectRecord {
+                        row,
+                        display_field: type_row.display_field.clone(),
+                    },
+                )
+            }));
+        Ok(connection)
+    }
+
+    /// The latest record events, newest first (Admins).
+    async fn custom_object_events(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+    ) -> ApiResult<Vec<CustomObjectEvent>> {
+        let rows =
+            super::objects::events(state(ctx), actor(ctx)?, first.clamp(0, 500).into()).await?;
+        Ok(rows.into_iter().map(CustomObjectEvent).collect())
+    }
+}
+
+#[derive(Default)]
+pub struct CustomObjectMutation;
+
+#[Object]
+impl CustomObjectMutation {
+    /// Defines a custom object (Admins).
+    async fn define_custom_object(
+        &self,
+        ctx: &Context<'_>,
+        input: DefineCustomObjectInput,
+    ) -> ApiResult<CustomObjectType> {
+        let row = super::objects::define_type(
+            state(ctx),
+            actor(ctx)?,
+            super::objects::TypeDefinition {
+                key: input.key,
+                name: input.name,
+                display_field: input.display_field,
+                one_per_contact: input.relation == ObjectRelation::OneToOne,
+                fields: input
+                    .fields
+                    .into_iter()
+                    .map(|f| super::objects::FieldDefinition {
+                        key: f.key,
+                        label: f.label,
+                        kind: f.kind,
+                        options: f.options,
+                    })
+                    .collect(),
+            },
+        )
+        .await?;
+        Ok(CustomObjectType(row))
+    }
+
+    async fn create_custom_object_record(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "type")] type_key: String,
+        contact_id: ID,
+        values: Json<Map<String, Value>>,
+    ) -> ApiResult<CustomObjectRecord> {
+        let contact_id = parse_id(&contact_id, "contact")?;
+        let (state, actor) = (state(ctx), actor(ctx)?);
+        let row =
+            super::objects::create_record(state, actor, &type_key, contact_id, &values.0).await?;
+        let display_field = display_field_of(state, actor, row.type_id).await?;
+        Ok(CustomObjectRecord { row, display_field })
+    }
+
+    /// Changes a record: fields given are set, null clears a field, others stay.
+    async fn update_custom_object_record(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        values: Json<Map<String, Value>>,
+    ) -> ApiResult<CustomObjectRecord> {
+        let id = parse_id(&id, "record")?;
+        let (state, actor) = (state(ctx), actor(ctx)?);
+        let row = super::objects::update_record(state, actor, id, &values.0).await?;
+        let display_field = display_field_of(state, actor, row.type_id).await?;
+        Ok(CustomObjectRecord { row, display_field })
+    }
+
+    async fn delete_custom_object_record(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
+        let id = parse_id(&id, "record")?;
+        Ok(to_id(
+            super::objects::delete_record(state(ctx), actor(ctx)?, id).await?,
+        ))
+    }
+}
+
+async fn display_field_of(
+    state: &crate::app::AppState,
+    actor: &crate::auth::Actor,
+    type_id: uuid::Uuid,
+) -> ApiResult<String> {
+    Ok(super::objects::types(state, actor)
+        .await?
+        .into_iter()
+        .find(|t| t.id == type_id)
+        .map(|t| t.display_field)
+        .unwrap_or_default())
+}

@@ -11,6 +11,7 @@ pub mod graphql;
 pub mod import;
 pub mod lists;
 pub mod mac;
+pub mod objects;
 pub mod personalize;
 pub mod properties;
 pub mod related;

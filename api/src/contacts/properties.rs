@@ -6,7 +6,10 @@ use serde_json::Value as Json;
 
 use crate::error::{ApiError, ApiResult};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PropertyType {
     Text,
     Number,
@@ -59,7 +62,7 @@ impl PropertyType {
         }
     }
 
-    fn noun(self) -> &'static str {
+    pub fn noun(self) -> &'static str {
         match self {
             PropertyType::Text => "text",
             PropertyType::Number => "a number",

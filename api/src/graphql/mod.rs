@@ -27,6 +27,7 @@ pub struct Query(
     crate::contacts::graphql::ContactsQuery,
     crate::contacts::graphql::ContactImportQuery,
     crate::contacts::graphql::ContactRelatedQuery,
+    crate::contacts::graphql::CustomObjectQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -39,6 +40,7 @@ pub struct Mutation(
     crate::contacts::graphql::ContactsMutation,
     crate::contacts::graphql::ContactImportMutation,
     crate::contacts::graphql::ContactRelatedMutation,
+    crate::contacts::graphql::CustomObjectMutation,
 );
 
 #[derive(MergedSubscription, Default)]

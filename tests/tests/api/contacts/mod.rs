@@ -4,6 +4,7 @@ mod export;
 mod import;
 mod lists;
 mod mac;
+mod objects;
 mod related;
 
 use obrol_tests::{error_code, Session, TestApp};
