@@ -1076,6 +1076,15 @@ pub struct ContactRelatedQuery;
 
 #[Object]
 impl ContactRelatedQuery {
+    /// Everything stored about one contact as one JSON document, for the contact's right
+    /// to their data (Admins; audited).
+    async fn contact_data_export(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Json<Value>> {
+        let id = parse_id(&id, "contact")?;
+        Ok(Json(
+            super::related::data_export(state(ctx), actor(ctx)?, id).await?,
+        ))
+    }
+
     /// Checks a template such as `Hi {{contact.first_name | fallback: "there"}}`.
     async fn check_contact_template(
         &self,

@@ -517,3 +517,114 @@ pub async fn delete_objects(state: &AppState, keys: &[String]) {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Portability
+
+/// Everything stored about one contact, as one JSON document (the right to data
+/// portability). Admins only; audited.
+pub async fn data_export(
+    state: &AppState,
+    actor: &Actor,
+    contact_id: Uuid,
+) -> ApiResult<serde_json::Value> {
+    actor.require(Role::Admin, ApiScope::ContactsRead)?;
+    let mut tx = state.db.tenant(actor.company_id).await?;
+    let visibility = Visibility::of(&mut tx, actor).await?;
+    let properties = store::properties(&mut tx).await?;
+    let contact = visible(&mut tx, &visibility, contact_id, &properties, false).await?;
+    let labels: Vec<String> =
+        sqlx::query_scalar("select name from labels where id = any($1) order by lower(name)")
+            .bind(&contact.label_ids)
+            .fetch_all(&mut *tx)
+            .await?;
+    let lists: Vec<String> = sqlx::query_scalar(
+        "select l.name from contact_list_members m join contact_lists l on l.id = m.list_id
+         where m.contact_id = $1 order by lower(l.name)",
+    )
+    .bind(contact_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    // Each section as JSON straight from PostgreSQL, in a fixed shape.
+    let section =
+        |sql: &'static str| sqlx::query_scalar::<_, serde_json::Value>(sql).bind(contact_id);
+    let identities = section(
+        "select coalesce(jsonb_agg(jsonb_build_object('channel', channel, 'external_id', external_id,
+             'created_at', created_at) order by id), '[]') from contact_identities where contact_id = $1",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let notes = section(
+        "select coalesce(jsonb_agg(jsonb_build_object('body', body, 'created_at', created_at)
+             order by id), '[]') from contact_notes where contact_id = $1",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let reminders = section(
+        "select coalesce(jsonb_agg(jsonb_build_object('body', body, 'due_at', due_at, 'done_at', done_at)
+             order by id), '[]') from contact_reminders where contact_id = $1",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let media = section(
+        "select coalesce(jsonb_agg(jsonb_build_object('file_name', file_name, 'content_type',
+             content_type, 'size_bytes', size_bytes, 'created_at', created_at) order by id), '[]')
+         from contact_media where contact_id = $1",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let records = section(
+        "select coalesce(jsonb_agg(jsonb_build_object('object', t.key, 'values', r.\"values\",
+             'created_at', r.created_at, 'updated_at', r.updated_at) order by r.id), '[]')
+         from custom_object_records r join custom_object_types t on t.id = r.type_id
+         where r.contact_id = $1",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let activity = section(
+        "select coalesce(jsonb_agg(jsonb_build_object('kind', kind, 'details', details,
+             'created_at', created_at) order by id), '[]') from contact_activities where contact_id = $1",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let months = section(
+        "select coalesce(jsonb_agg(to_char(month, 'YYYY-MM') order by month), '[]')
+         from monthly_active_contacts where contact_id = $1",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    crate::audit::record(
+        &mut tx,
+        actor,
+        crate::audit::Entry::new("CONTACT_DATA_EXPORTED").target("contact", contact_id),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(json!({
+        "contact": {
+            "id": contact.id,
+            "first_name": contact.first_name,
+            "last_name": contact.last_name,
+            "phone": contact.phone,
+            "email": contact.email,
+            "country": contact.country,
+            "location": contact.location,
+            "company_name": contact.company_name,
+            "job_title": contact.job_title,
+            "created_at": contact.created_at,
+            "updated_at": contact.updated_at,
+            "last_contacted_at": contact.last_contacted_at,
+            "last_inbound_at": contact.last_inbound_at,
+            "custom_properties": contact.custom,
+        },
+        "labels": labels,
+        "lists": lists,
+        "identities": identities,
+        "notes": notes,
+        "reminders": reminders,
+        "media": media,
+        "custom_objects": records,
+        "activity": activity,
+        "active_months": months,
+    }))
+}

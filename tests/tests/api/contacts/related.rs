@@ -158,6 +158,29 @@ async fn notes_reminders_identities_and_files_belong_to_the_contact() {
         "NOT_FOUND"
     );
 
+    // The contact's own data, in one document (portability).
+    const EXPORT_ONE: &str = "query($id: ID!) { contactDataExport(id: $id) }";
+    let data = ok(&app, &admin, EXPORT_ONE, json!({ "id": ana })).await;
+    let document = &data["contactDataExport"];
+    assert_eq!(document["contact"]["phone"], "+6281200000001");
+    assert_eq!(
+        document["contact"]["custom_properties"]["industry"],
+        "Technology"
+    );
+    assert_eq!(document["notes"][0]["body"], "Prefers calls after 5pm");
+    assert_eq!(document["identities"][0]["external_id"], "+6281200000001");
+    assert_eq!(document["media"][0]["file_name"], "invoice.pdf");
+    assert_eq!(document["reminders"][0]["body"], "Send the renewal quote");
+    assert!(document["activity"].as_array().unwrap().len() >= 4);
+    assert_eq!(
+        code(&app, &staff, EXPORT_ONE, json!({ "id": ana })).await,
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        code(&app, &other, EXPORT_ONE, json!({ "id": ana })).await,
+        "NOT_FOUND"
+    );
+
     // Erasing the contact takes its stored file too.
     let files = app.data_dir().join("files/contact-media");
     let count_files = |dir: &std::path::Path| -> usize {
