@@ -426,6 +426,27 @@ impl TestApp {
         }
     }
 
+    /// Logs an existing user in; returns their session.
+    pub async fn log_in(&self, email: &str, password: &str) -> Session {
+        let data = self
+            .gql_ok(
+                None,
+                "mutation($input: LogInInput!) { logIn(input: $input) { token user { id company { id } } } }",
+                json!({ "input": { "email": email, "password": password } }),
+            )
+            .await;
+        Session {
+            token: data["logIn"]["token"].as_str().unwrap().to_string(),
+            user_id: data["logIn"]["user"]["id"].as_str().unwrap().to_string(),
+            company_id: data["logIn"]["user"]["company"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            email: email.to_string(),
+            password: password.to_string(),
+        }
+    }
+
     /// Invites a user with `role` and accepts the invitation; returns their session.
     pub async fn add_user(&self, admin: &Session, role: &str) -> Session {
         let email = format!(
@@ -662,4 +683,23 @@ async fn next_json(
             _ => continue,
         }
     }
+}
+
+/// The value at percentile `p` (0 to 100) of `sorted` samples, by nearest rank.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// p50, p99 and mean of `samples`.
+pub fn summary(mut samples: Vec<f64>) -> (f64, f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    (
+        percentile(&samples, 50.0),
+        percentile(&samples, 99.0),
+        samples.iter().sum::<f64>() / samples.len() as f64,
+    )
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use obrol_api::knowledge::store::{NEAREST_SETTINGS, NEAREST_SQL};
 use obrol_knowledge::embed::local::LocalEmbedder;
-use obrol_tests::{fixture, pdf_from_objects, Subscription, TestApp, TestDatabase};
+use obrol_tests::{fixture, pdf_from_objects, summary, Subscription, TestApp, TestDatabase};
 use serde_json::{json, Value};
 
 /// Deterministic text in the shop's domain, with a marker word per document.
@@ -297,23 +297,6 @@ async fn sources(app: &TestApp, token: &str, base: &str) -> Vec<Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-fn summary(mut samples: Vec<f64>) -> (f64, f64, f64) {
-    samples.sort_by(f64::total_cmp);
-    (
-        percentile(&samples, 50.0),
-        percentile(&samples, 99.0),
-        samples.iter().sum::<f64>() / samples.len() as f64,
-    )
 }
 
 /// What the search measurement needs from the setup.
