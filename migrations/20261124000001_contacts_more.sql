@@ -153,3 +153,5 @@ alter table custom_object_events force row level security;
 create policy custom_object_events_tenant on custom_object_events
     using (company_id = app_company_id()) with check (company_id = app_company_id());
 grant select, insert on custom_object_events to obrol_app;
+-- Merging contacts moves records and their events to the kept contact.
+grant update (contact_id) on custom_object_events to obrol_app;

@@ -551,8 +551,10 @@ pub async fn delete(state: &AppState, actor: &Actor, id: Uuid) -> ApiResult<Uuid
 
 /// Merges contact `merged_id` into `keep_id`: everything of both is kept. The kept contact's
 /// values win; the merged contact's fill what the kept one lacks; labels, lists, channel
-/// identities, notes, reminders, files, activity and active months move over. The merged
-/// contact is then deleted, and the kept one's log says so.
+/// identities, notes, reminders, files, custom object records (and their events), activity
+/// and active months move over. The merged contact is then deleted, and the kept one's log
+/// says so. A one-per-contact custom object the two both had leaves the kept contact with
+/// two records, for someone to choose between: a merge never discards a record.
 pub async fn merge(
     state: &AppState,
     actor: &Actor,
@@ -577,6 +579,8 @@ pub async fn merge(
         "contact_reminders",
         "contact_media",
         "contact_activities",
+        "custom_object_records",
+        "custom_object_events",
     ] {
         // The table names are the fixed list above.
         sqlx::query(&format!(

@@ -249,6 +249,22 @@ async fn merging_two_contacts_keeps_everything_of_both() {
     )
     .await;
 
+    ok(
+        &app,
+        &admin,
+        "mutation { defineCustomObject(input: { key: \"order\", name: \"Order\", displayField: \"number\",
+            relation: ONE_TO_MANY, fields: [{ key: \"number\", label: \"Number\", type: TEXT }] }) { id } }",
+        json!({}),
+    )
+    .await;
+    ok(
+        &app,
+        &admin,
+        "mutation($c: ID!) { createCustomObjectRecord(type: \"order\", contactId: $c, values: { number: \"T-1\" }) { id } }",
+        json!({ "c": twin }),
+    )
+    .await;
+
     assert_eq!(
         code(&app, &admin, MERGE, json!({ "k": ana, "m": ana })).await,
         "VALIDATION"
@@ -285,6 +301,18 @@ async fn merging_two_contacts_keeps_everything_of_both() {
             .await
             .0,
         ["Ana Lim"]
+    );
+    let orders = ok(
+        &app,
+        &admin,
+        "query($c: ID!) { customObjectRecords(type: \"order\", contactId: $c) { nodes { displayValue } } }",
+        json!({ "c": ana }),
+    )
+    .await;
+    assert_eq!(
+        orders["customObjectRecords"]["nodes"],
+        json!([{ "displayValue": "T-1" }]),
+        "the merged contact's records move over"
     );
     assert_eq!(
         code(&app, &admin, CONTACT, json!({ "id": twin })).await,
