@@ -1137,23 +1137,59 @@ async fn apply_batch(
             }
         }
     }
+    // All updates of the batch in one statement per 60,000 parameters: a cell left empty
+    // (null here) keeps the stored value; labels are added to those the contact has.
     let mut updated: Vec<Uuid> = Vec::new();
-    for op in &updates {
-        let labels = ids_of(op);
-        let mut qb = QueryBuilder::<Postgres>::new("update contacts set updated_at = now()");
-        for assign in &op.assigns {
-            qb.push(", ").push(assign.column()).push(" = ");
-            store::push_value(&mut qb, assign);
+    if !updates.is_empty() {
+        let mut columns: Vec<&'static str> = Vec::new();
+        for op in &updates {
+            for assign in &op.assigns {
+                if !columns.contains(&assign.column()) {
+                    columns.push(assign.column());
+                }
+            }
         }
-        if !labels.is_empty() {
-            qb.push(", label_ids = array(select distinct unnest(label_ids || ")
-                .push_bind(labels)
-                .push("::uuid[]))");
+        let per_statement = (60_000 / (2 + columns.len())).max(1);
+        for chunk in updates.chunks(per_statement) {
+            let mut qb = QueryBuilder::<Postgres>::new(
+                "update contacts as c set updated_at = now(),
+                     label_ids = array(select distinct unnest(c.label_ids || v.label_ids))",
+            );
+            for column in &columns {
+                qb.push(format!(", {column} = coalesce(v.{column}, c.{column})"));
+            }
+            qb.push(" from (values ");
+            for (i, op) in chunk.iter().enumerate() {
+                if i > 0 {
+                    qb.push(", ");
+                }
+                qb.push("(")
+                    .push_bind(op.id)
+                    .push("::uuid, ")
+                    .push_bind(ids_of(op))
+                    .push("::uuid[]");
+                for column in &columns {
+                    qb.push(", ");
+                    match op.assigns.iter().find(|a| a.column() == *column) {
+                        Some(assign) => store::push_value(&mut qb, assign),
+                        None => {
+                            qb.push(format!("null::{}", store::column_sql_type(column)));
+                        }
+                    }
+                }
+                qb.push(")");
+            }
+            qb.push(") as v (id, label_ids");
+            for column in &columns {
+                qb.push(", ").push(*column);
+            }
+            qb.push(") where c.id = v.id");
+            qb.build().execute(&mut *conn).await?;
+            for op in chunk {
+                updated.push(op.id);
+                outcome.updated += op.rows.len();
+            }
         }
-        qb.push(" where id = ").push_bind(op.id);
-        qb.build().execute(&mut *conn).await?;
-        updated.push(op.id);
-        outcome.updated += op.rows.len();
     }
 
     let details = json!({ "source": "import", "import": context.import_id });

@@ -195,6 +195,18 @@ fn slot_sql_type(column: &str) -> &'static str {
     }
 }
 
+/// The SQL type of a column an [`Assign`] can name (for typed nulls).
+pub fn column_sql_type(column: &str) -> &'static str {
+    let slot = column.len() >= 2
+        && matches!(column.as_bytes()[0], b't' | b'n' | b'd' | b'b' | b'm')
+        && column[1..].bytes().all(|b| b.is_ascii_digit());
+    match column {
+        "owner_id" | "team_id" => "uuid",
+        _ if slot => slot_sql_type(column),
+        _ => "text",
+    }
+}
+
 impl Assign {
     pub fn column(&self) -> &'static str {
         match self {
