@@ -285,8 +285,20 @@ fn push_tree(
     catalog: &Catalog,
     list_depth: usize,
 ) -> ApiResult<()> {
+    push_boolean_tree(qb, filter, &mut |qb, condition| {
+        push_condition(qb, condition, catalog, list_depth)
+    })
+}
+
+/// Appends an AND/OR tree, parenthesised, with `leaf` writing each condition (contacts and
+/// custom object records share the tree and differ in their conditions).
+pub(super) fn push_boolean_tree<'q>(
+    qb: &mut QueryBuilder<'q, Postgres>,
+    filter: &ContactFilter,
+    leaf: &mut dyn FnMut(&mut QueryBuilder<'q, Postgres>, &ContactCondition) -> ApiResult<()>,
+) -> ApiResult<()> {
     if let Some(condition) = &filter.condition {
-        return push_condition(qb, condition, catalog, list_depth);
+        return leaf(qb, condition);
     }
     let (children, joiner, empty) = match (&filter.and, &filter.or) {
         (Some(children), _) => (children, " and ", "true"),
@@ -302,7 +314,7 @@ fn push_tree(
         if i > 0 {
             qb.push(joiner);
         }
-        push_tree(qb, child, catalog, list_depth)?;
+        push_boolean_tree(qb, child, leaf)?;
     }
     qb.push(")");
     Ok(())

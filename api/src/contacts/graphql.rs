@@ -118,11 +118,7 @@ impl Contact {
     }
 
     async fn owner(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
-        let Some(id) = self.0.owner_id else {
-            return Ok(None);
-        };
-        require_for_field(ctx, Role::Staff, ApiScope::UsersRead)?;
-        Ok(loader(ctx)?.load_one(UserById(id)).await?.map(User))
+        user_field(ctx, self.0.owner_id).await
     }
 
     async fn team(&self, ctx: &Context<'_>) -> ApiResult<Option<Team>> {
@@ -255,11 +251,7 @@ impl ContactActivity {
     }
 
     async fn actor(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
-        let Some(id) = self.0.actor_user_id else {
-            return Ok(None);
-        };
-        require_for_field(ctx, Role::Staff, ApiScope::UsersRead)?;
-        Ok(loader(ctx)?.load_one(UserById(id)).await?.map(User))
+        user_field(ctx, self.0.actor_user_id).await
     }
 
     async fn details(&self) -> Json<&Value> {
@@ -326,11 +318,7 @@ impl ContactList {
     }
 
     async fn created_by(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
-        let Some(id) = self.0.created_by else {
-            return Ok(None);
-        };
-        require_for_field(ctx, Role::Staff, ApiScope::UsersRead)?;
-        Ok(loader(ctx)?.load_one(UserById(id)).await?.map(User))
+        user_field(ctx, self.0.created_by).await
     }
 
     async fn created_at(&self) -> DateTime<Utc> {
@@ -455,6 +443,15 @@ pub struct UpdateContactInput {
     pub team_id: MaybeUndefined<ID>,
     /// Custom property values by key; a null value clears that property, keys left out stay.
     pub custom_properties: Option<Json<Map<String, Value>>>,
+}
+
+/// A user a field points at (owner, author, assignee, ...), for callers allowed to see users.
+async fn user_field(ctx: &Context<'_>, id: Option<uuid::Uuid>) -> ApiResult<Option<User>> {
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    require_for_field(ctx, Role::Staff, ApiScope::UsersRead)?;
+    Ok(loader(ctx)?.load_one(UserById(id)).await?.map(User))
 }
 
 fn defined<T>(value: Option<T>) -> MaybeUndefined<T> {
@@ -920,11 +917,7 @@ impl ImportJob {
     }
 
     async fn created_by(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
-        let Some(id) = self.0.created_by else {
-            return Ok(None);
-        };
-        require_for_field(ctx, Role::Staff, ApiScope::UsersRead)?;
-        Ok(loader(ctx)?.load_one(UserById(id)).await?.map(User))
+        user_field(ctx, self.0.created_by).await
     }
 
     async fn created_at(&self) -> DateTime<Utc> {
@@ -950,11 +943,7 @@ impl ContactNote {
     }
 
     async fn author(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
-        let Some(id) = self.0.author_id else {
-            return Ok(None);
-        };
-        require_for_field(ctx, Role::Staff, ApiScope::UsersRead)?;
-        Ok(loader(ctx)?.load_one(UserById(id)).await?.map(User))
+        user_field(ctx, self.0.author_id).await
     }
 
     async fn created_at(&self) -> DateTime<Utc> {
@@ -989,11 +978,7 @@ impl ContactReminder {
     }
 
     async fn assignee(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
-        let Some(id) = self.0.assignee_id else {
-            return Ok(None);
-        };
-        require_for_field(ctx, Role::Staff, ApiScope::UsersRead)?;
-        Ok(loader(ctx)?.load_one(UserById(id)).await?.map(User))
+        user_field(ctx, self.0.assignee_id).await
     }
 
     async fn created_at(&self) -> DateTime<Utc> {

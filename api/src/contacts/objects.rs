@@ -445,40 +445,14 @@ pub async fn records(
         let mut count = 0;
         filter::walk(tree, 1, &mut count, &mut |_| Ok(()))?;
         qb.push(" and ");
-        push_tree(&mut qb, tree, &fields)?;
+        filter::push_boolean_tree(&mut qb, tree, &mut |qb, condition| {
+            push_condition(qb, condition, &fields)
+        })?;
     }
     qb.push(" order by r.id limit ").push_bind(query.limit);
     let rows = qb.build_query_as().fetch_all(&mut *tx).await?;
     drop(tx);
     Ok((type_row, rows))
-}
-
-fn push_tree(
-    qb: &mut QueryBuilder<'_, Postgres>,
-    tree: &ContactFilter,
-    fields: &[FieldDefinition],
-) -> ApiResult<()> {
-    if let Some(condition) = &tree.condition {
-        return push_condition(qb, condition, fields);
-    }
-    let (children, joiner, empty) = match (&tree.and, &tree.or) {
-        (Some(children), _) => (children, " and ", "true"),
-        (_, Some(children)) => (children, " or ", "false"),
-        _ => return Err(ApiError::validation("an empty filter level")),
-    };
-    if children.is_empty() {
-        qb.push(empty);
-        return Ok(());
-    }
-    qb.push("(");
-    for (i, child) in children.iter().enumerate() {
-        if i > 0 {
-            qb.push(joiner);
-        }
-        push_tree(qb, child, fields)?;
-    }
-    qb.push(")");
-    Ok(())
 }
 
 fn push_condition(

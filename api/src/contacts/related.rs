@@ -72,6 +72,47 @@ async fn with_contact(
     Ok(tx)
 }
 
+/// Rows that belong to a contact, found by their own id.
+#[derive(Clone, Copy)]
+enum Owned {
+    Note,
+    Reminder,
+    Identity,
+}
+
+impl Owned {
+    fn table_and_name(self) -> (&'static str, &'static str) {
+        match self {
+            Owned::Note => ("contact_notes", "note"),
+            Owned::Reminder => ("contact_reminders", "reminder"),
+            Owned::Identity => ("contact_identities", "identity"),
+        }
+    }
+}
+
+/// The contact row `id` of `kind` belongs to, if the actor may see that contact; NOT_FOUND
+/// (naming the row) otherwise.
+async fn owning_contact(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    kind: Owned,
+    id: Uuid,
+) -> ApiResult<Uuid> {
+    let (table, name) = kind.table_and_name();
+    // The table name comes from the closed list above.
+    let contact_id: Option<Uuid> =
+        sqlx::query_scalar(&format!("select contact_id from {table} where id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let contact_id = contact_id.ok_or_else(|| ApiError::not_found(name))?;
+    let visibility = Visibility::of(conn, actor).await?;
+    visible(conn, &visibility, contact_id, &[], false)
+        .await
+        .map_err(|_| ApiError::not_found(name))?;
+    Ok(contact_id)
+}
+
 fn clean_body(body: &str, max: usize, what: &str) -> ApiResult<String> {
     let body = body.trim();
     if body.is_empty() || body.chars().count() > max {
@@ -156,10 +197,7 @@ pub async fn delete_note(state: &AppState, actor: &Actor, note_id: Uuid) -> ApiR
     .fetch_optional(&mut *tx)
     .await?;
     let note = note.ok_or_else(|| ApiError::not_found("note"))?;
-    let visibility = Visibility::of(&mut tx, actor).await?;
-    visible(&mut tx, &visibility, note.contact_id, &[], false)
-        .await
-        .map_err(|_| ApiError::not_found("note"))?;
+    owning_contact(&mut tx, actor, Owned::Note, note.id).await?;
     if note.author_id != Some(actor.user_id()) && actor.role != Role::Admin {
         return Err(ApiError::forbidden(
             "only a note's author or an Admin deletes it",
@@ -241,16 +279,7 @@ pub async fn complete_reminder(
 ) -> ApiResult<ReminderRow> {
     actor.require(Role::Staff, ApiScope::ContactsWrite)?;
     let mut tx = state.db.tenant(actor.company_id).await?;
-    let contact_id: Option<Uuid> =
-        sqlx::query_scalar("select contact_id from contact_reminders where id = $1")
-            .bind(reminder_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let contact_id = contact_id.ok_or_else(|| ApiError::not_found("reminder"))?;
-    let visibility = Visibility::of(&mut tx, actor).await?;
-    visible(&mut tx, &visibility, contact_id, &[], false)
-        .await
-        .map_err(|_| ApiError::not_found("reminder"))?;
+    owning_contact(&mut tx, actor, Owned::Reminder, reminder_id).await?;
     let row: ReminderRow = sqlx::query_as(&format!(
         "update contact_reminders set done_at = case when $2 then coalesce(done_at, now()) end
          where id = $1 returning {REMINDER_COLUMNS}"
@@ -396,16 +425,7 @@ pub async fn remove_identity(
 ) -> ApiResult<Uuid> {
     actor.require(Role::Staff, ApiScope::ContactsWrite)?;
     let mut tx = state.db.tenant(actor.company_id).await?;
-    let contact_id: Option<Uuid> =
-        sqlx::query_scalar("select contact_id from contact_identities where id = $1")
-            .bind(identity_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let contact_id = contact_id.ok_or_else(|| ApiError::not_found("identity"))?;
-    let visibility = Visibility::of(&mut tx, actor).await?;
-    visible(&mut tx, &visibility, contact_id, &[], false)
-        .await
-        .map_err(|_| ApiError::not_found("identity"))?;
+    owning_contact(&mut tx, actor, Owned::Identity, identity_id).await?;
     sqlx::query("delete from contact_identities where id = $1")
         .bind(identity_id)
         .execute(&mut *tx)
