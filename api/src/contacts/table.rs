@@ -2,7 +2,8 @@
 //! UTF-8 or in UTF-16 with a byte-order mark) and spreadsheets (xlsx, xls, ods: the first
 //! sheet).
 //!
-//! Rows are numbered as a spreadsheet shows them: the header is row 1, the first contact row 2.
+//! Rows are numbered as a spreadsheet shows them: the header is usually row 1, the first
+//! contact row 2, and blank rows count.
 //! Problems with the whole file (not text, no header, no rows, too many columns, a quote that
 //! is never closed) refuse the file with a message saying where; problems with one row (a
 //! wrong number of values, a value too long) skip that row with a reason.
@@ -199,25 +200,28 @@ impl Table {
                     .into_byte_records()
                     .filter_map(Result::ok)
                     .filter(|r| !r.iter().all(|f| f.trim_ascii().is_empty()))
-                    .skip(1)
-                    .enumerate()
-                    .skip(skip)
-                    .map(move |(i, record)| {
+                    .skip(1 + skip)
+                    .map(move |record| {
+                        // The line a record starts on is its row in a spreadsheet (blank
+                        // lines included), unless a value above it spans several lines.
+                        let line = record.position().map_or(0, |p| p.line() as usize);
                         let values = record
                             .iter()
                             .map(|f| String::from_utf8_lossy(f).trim().to_string())
                             .collect();
-                        check(i + 2, values)
+                        check(line, values)
                     });
                 Box::new(rows)
             }
             Body::Sheet(range) => {
+                // The sheet's first used row, counted from 1 as the spreadsheet shows it.
+                let first_row = range.start().map_or(1, |(row, _)| row as usize + 1);
                 let rows = range
                     .rows()
-                    .skip_while(|row| row.iter().all(|c| cell_text(c).trim().is_empty()))
-                    .skip(1)
-                    .filter(|row| !row.iter().all(|c| cell_text(c).trim().is_empty()))
                     .enumerate()
+                    .skip_while(|(_, row)| row.iter().all(|c| cell_text(c).trim().is_empty()))
+                    .skip(1)
+                    .filter(|(_, row)| !row.iter().all(|c| cell_text(c).trim().is_empty()))
                     .skip(skip)
                     .map(move |(i, row)| {
                         let mut values: Vec<String> = row
@@ -227,7 +231,7 @@ impl Table {
                         // Spreadsheets pad short rows with empty cells; the header decides.
                         values.truncate(width);
                         values.resize(width, String::new());
-                        check(i + 2, values)
+                        check(first_row + i, values)
                     });
                 Box::new(rows)
             }
