@@ -6,6 +6,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod channels;
 pub mod companies;
 pub mod config;
 pub mod contacts;

@@ -97,6 +97,10 @@ pub enum ApiScope {
     /// Create, change, import, merge and erase contacts; define properties, labels, lists
     /// and custom objects.
     ContactsWrite,
+    /// Read connected channel accounts (never their credentials).
+    ChannelsRead,
+    /// Connect and disconnect channel accounts.
+    ChannelsWrite,
 }
 
 impl ApiScope {
@@ -114,10 +118,12 @@ impl ApiScope {
             ApiScope::KnowledgeWrite => "knowledge:write",
             ApiScope::ContactsRead => "contacts:read",
             ApiScope::ContactsWrite => "contacts:write",
+            ApiScope::ChannelsRead => "channels:read",
+            ApiScope::ChannelsWrite => "channels:write",
         }
     }
 
-    pub const ALL: [ApiScope; 12] = [
+    pub const ALL: [ApiScope; 14] = [
         ApiScope::UsersRead,
         ApiScope::UsersWrite,
         ApiScope::TeamsRead,
@@ -130,6 +136,8 @@ impl ApiScope {
         ApiScope::KnowledgeWrite,
         ApiScope::ContactsRead,
         ApiScope::ContactsWrite,
+        ApiScope::ChannelsRead,
+        ApiScope::ChannelsWrite,
     ];
 
     pub fn from_name(value: &str) -> Option<Self> {

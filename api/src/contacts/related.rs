@@ -14,49 +14,7 @@ use crate::app::AppState;
 use crate::auth::{Actor, ApiScope, Role};
 use crate::error::{is_unique_violation, ApiError, ApiResult};
 
-/// The channels a contact can be reached on.
-#[derive(async_graphql::Enum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Channel {
-    Whatsapp,
-    Instagram,
-    Messenger,
-    Wechat,
-    Line,
-    Telegram,
-    Viber,
-    Sms,
-    LiveChat,
-}
-
-impl Channel {
-    pub fn as_db(self) -> &'static str {
-        match self {
-            Channel::Whatsapp => "WHATSAPP",
-            Channel::Instagram => "INSTAGRAM",
-            Channel::Messenger => "MESSENGER",
-            Channel::Wechat => "WECHAT",
-            Channel::Line => "LINE",
-            Channel::Telegram => "TELEGRAM",
-            Channel::Viber => "VIBER",
-            Channel::Sms => "SMS",
-            Channel::LiveChat => "LIVE_CHAT",
-        }
-    }
-
-    pub fn from_db(value: &str) -> Self {
-        match value {
-            "INSTAGRAM" => Channel::Instagram,
-            "MESSENGER" => Channel::Messenger,
-            "WECHAT" => Channel::Wechat,
-            "LINE" => Channel::Line,
-            "TELEGRAM" => Channel::Telegram,
-            "VIBER" => Channel::Viber,
-            "SMS" => Channel::Sms,
-            "LIVE_CHAT" => Channel::LiveChat,
-            _ => Channel::Whatsapp,
-        }
-    }
-}
+pub use crate::channels::ChannelType as Channel;
 
 /// Opens the actor's transaction and checks they may see `contact_id`.
 async fn with_contact(

@@ -28,6 +28,7 @@ pub struct Query(
     crate::contacts::graphql::ContactImportQuery,
     crate::contacts::graphql::ContactRelatedQuery,
     crate::contacts::graphql::CustomObjectQuery,
+    crate::channels::graphql::ChannelsQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -41,6 +42,7 @@ pub struct Mutation(
     crate::contacts::graphql::ContactImportMutation,
     crate::contacts::graphql::ContactRelatedMutation,
     crate::contacts::graphql::CustomObjectMutation,
+    crate::channels::graphql::ChannelsMutation,
 );
 
 #[derive(MergedSubscription, Default)]

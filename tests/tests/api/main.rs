@@ -1,6 +1,7 @@
 //! Black-box tests of the real `obrol` binary: one test binary, one module per area.
 
 mod auth;
+mod channels;
 mod cli;
 mod contacts;
 mod credentials;

@@ -9,7 +9,7 @@ const DETAILS: &str = "query($id: ID!) { contact(id: $id) {
     activities(first: 50) { nodes { kind } } } }";
 const NOTE: &str =
     "mutation($c: ID!, $b: String!) { addContactNote(contactId: $c, body: $b) { id body } }";
-const IDENTITY: &str = "mutation($c: ID!, $ch: Channel!, $x: String!) {
+const IDENTITY: &str = "mutation($c: ID!, $ch: ChannelType!, $x: String!) {
     addContactIdentity(contactId: $c, channel: $ch, externalId: $x) { id channel externalId } }";
 const MERGE: &str = "mutation($k: ID!, $m: ID!) { mergeContacts(keepId: $k, mergedId: $m) { id } }";
 

@@ -1,0 +1,106 @@
+//! GraphQL for channel accounts.
+
+use async_graphql::{Context, InputObject, Json, Object, ID};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::{AccountRow, ChannelType};
+use crate::error::ApiResult;
+use crate::graphql::{actor, parse_id, state, to_id};
+
+/// A connected channel account. Its credentials are never returned.
+pub struct ChannelAccount(pub AccountRow);
+
+#[Object]
+impl ChannelAccount {
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+
+    #[graphql(name = "type")]
+    async fn kind(&self) -> ChannelType {
+        self.0.kind()
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Where the provider must send this account's events: a path on this server (prefix
+    /// it with the server's public address).
+    async fn webhook_url(&self) -> String {
+        self.0.webhook_path()
+    }
+
+    /// ACTIVE (DISCONNECTED accounts are not listed).
+    async fn status(&self) -> &str {
+        &self.0.status
+    }
+
+    /// The account's id at the provider (phone number id, page id, bot id, ...), if any.
+    async fn external_id(&self) -> Option<&str> {
+        self.0.external_id.as_deref()
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+#[derive(InputObject)]
+pub struct ConnectChannelInput {
+    #[graphql(name = "type")]
+    pub kind: ChannelType,
+    pub name: String,
+    /// The provider's credentials, by field: WHATSAPP access_token, phone_number_id,
+    /// app_secret, verify_token (waba_id); INSTAGRAM access_token, instagram_account_id,
+    /// app_secret, verify_token; MESSENGER page_access_token, page_id, app_secret,
+    /// verify_token; WECHAT app_id, app_secret, token (encoding_aes_key); LINE channel_id,
+    /// channel_access_token, channel_secret; TELEGRAM bot_token; VIBER auth_token; SMS
+    /// account_sid, auth_token, phone_number; LIVE_CHAT none. Stored sealed, never returned.
+    #[graphql(secret)]
+    pub credentials: Json<Value>,
+}
+
+#[derive(Default)]
+pub struct ChannelsQuery;
+
+#[Object]
+impl ChannelsQuery {
+    /// The company's connected channel accounts, oldest first.
+    async fn channel_accounts(&self, ctx: &Context<'_>) -> ApiResult<Vec<ChannelAccount>> {
+        let rows = super::accounts(state(ctx), actor(ctx)?).await?;
+        Ok(rows.into_iter().map(ChannelAccount).collect())
+    }
+}
+
+#[derive(Default)]
+pub struct ChannelsMutation;
+
+#[Object]
+impl ChannelsMutation {
+    /// Connects a channel account (Admins). The credentials are checked for the fields the
+    /// provider needs, sealed, and never shown again.
+    async fn connect_channel(
+        &self,
+        ctx: &Context<'_>,
+        input: ConnectChannelInput,
+    ) -> ApiResult<ChannelAccount> {
+        let row = super::connect(
+            state(ctx),
+            actor(ctx)?,
+            input.kind,
+            &input.name,
+            &input.credentials.0,
+        )
+        .await?;
+        Ok(ChannelAccount(row))
+    }
+
+    /// Disconnects an account (Admins): its webhooks are refused from then on and its
+    /// credentials are erased. Returns its id.
+    async fn disconnect_channel(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
+        let id = parse_id(&id, "channel account")?;
+        Ok(to_id(super::disconnect(state(ctx), actor(ctx)?, id).await?))
+    }
+}
