@@ -1101,9 +1101,7 @@ impl ContactRelatedQuery {
         contact_id: ID,
     ) -> ApiResult<String> {
         let id = parse_id(&contact_id, "contact")?;
-        let (state, actor) = (state(ctx), actor(ctx)?);
-        let contact = super::get(state, actor, id).await?;
-        let properties = super::list_properties(state, actor).await?;
+        let (contact, properties) = super::get_with_properties(state(ctx), actor(ctx)?, id).await?;
         super::personalize::render(&template, &contact, &properties).map_err(|problems| {
             let mut parts = problems.errors;
             if !problems.unknown.is_empty() {
@@ -1760,11 +1758,18 @@ impl CustomObjectMutation {
         values: Json<Map<String, Value>>,
     ) -> ApiResult<CustomObjectRecord> {
         let contact_id = parse_id(&contact_id, "contact")?;
-        let (state, actor) = (state(ctx), actor(ctx)?);
-        let row =
-            super::objects::create_record(state, actor, &type_key, contact_id, &values.0).await?;
-        let display_field = display_field_of(state, actor, row.type_id).await?;
-        Ok(CustomObjectRecord { row, display_field })
+        let (row, type_row) = super::objects::create_record(
+            state(ctx),
+            actor(ctx)?,
+            &type_key,
+            contact_id,
+            &values.0,
+        )
+        .await?;
+        Ok(CustomObjectRecord {
+            row,
+            display_field: type_row.display_field,
+        })
     }
 
     /// Changes a record: fields given are set, null clears a field, others stay.
@@ -1775,10 +1780,12 @@ impl CustomObjectMutation {
         values: Json<Map<String, Value>>,
     ) -> ApiResult<CustomObjectRecord> {
         let id = parse_id(&id, "record")?;
-        let (state, actor) = (state(ctx), actor(ctx)?);
-        let row = super::objects::update_record(state, actor, id, &values.0).await?;
-        let display_field = display_field_of(state, actor, row.type_id).await?;
-        Ok(CustomObjectRecord { row, display_field })
+        let (row, type_row) =
+            super::objects::update_record(state(ctx), actor(ctx)?, id, &values.0).await?;
+        Ok(CustomObjectRecord {
+            row,
+            display_field: type_row.display_field,
+        })
     }
 
     async fn delete_custom_object_record(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
@@ -1787,17 +1794,4 @@ impl CustomObjectMutation {
             super::objects::delete_record(state(ctx), actor(ctx)?, id).await?,
         ))
     }
-}
-
-async fn display_field_of(
-    state: &crate::app::AppState,
-    actor: &crate::auth::Actor,
-    type_id: uuid::Uuid,
-) -> ApiResult<String> {
-    Ok(super::objects::types(state, actor)
-        .await?
-        .into_iter()
-        .find(|t| t.id == type_id)
-        .map(|t| t.display_field)
-        .unwrap_or_default())
 }

@@ -245,13 +245,22 @@ async fn visible(
 }
 
 pub async fn get(state: &AppState, actor: &Actor, id: Uuid) -> ApiResult<ContactRow> {
+    Ok(get_with_properties(state, actor, id).await?.0)
+}
+
+/// A contact the actor may see, with the company's property definitions it was read with.
+pub async fn get_with_properties(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+) -> ApiResult<(ContactRow, Vec<PropertyRow>)> {
     actor.require(Role::Staff, ApiScope::ContactsRead)?;
     let mut tx = state.db.tenant(actor.company_id).await?;
     let visibility = Visibility::of(&mut tx, actor).await?;
     let properties = store::properties(&mut tx).await?;
     let contact = visible(&mut tx, &visibility, id, &properties, false).await?;
     tx.commit().await?;
-    Ok(contact)
+    Ok((contact, properties))
 }
 
 // ---------------------------------------------------------------------------------------

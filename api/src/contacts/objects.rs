@@ -300,7 +300,7 @@ pub async fn create_record(
     type_key: &str,
     contact_id: Uuid,
     values: &Map<String, Json>,
-) -> ApiResult<RecordRow> {
+) -> ApiResult<(RecordRow, TypeRow)> {
     actor.require(Role::Staff, ApiScope::ContactsWrite)?;
     let mut tx = state.db.tenant(actor.company_id).await?;
     // Locking the type serialises creations of its records: "one per contact" holds.
@@ -337,7 +337,7 @@ pub async fn create_record(
     .await?;
     record_event(&mut tx, actor, &row, &type_row, "CREATED", &changed).await?;
     tx.commit().await?;
-    Ok(row)
+    Ok((row, type_row))
 }
 
 /// The record and its type, if the actor may see the record's contact.
@@ -373,7 +373,7 @@ pub async fn update_record(
     actor: &Actor,
     id: Uuid,
     values: &Map<String, Json>,
-) -> ApiResult<RecordRow> {
+) -> ApiResult<(RecordRow, TypeRow)> {
     actor.require(Role::Staff, ApiScope::ContactsWrite)?;
     let mut tx = state.db.tenant(actor.company_id).await?;
     let (record, type_row) = visible_record(&mut tx, actor, id, true).await?;
@@ -381,7 +381,7 @@ pub async fn update_record(
     let (merged, changed) = checked_values(&type_row.fields()?, values, Some(&current))?;
     if changed.is_empty() {
         tx.commit().await?;
-        return Ok(record);
+        return Ok((record, type_row));
     }
     let row: RecordRow = sqlx::query_as(&format!(
         "update custom_object_records as r set \"values\" = $2, updated_at = now()
@@ -393,7 +393,7 @@ pub async fn update_record(
     .await?;
     record_event(&mut tx, actor, &row, &type_row, "UPDATED", &changed).await?;
     tx.commit().await?;
-    Ok(row)
+    Ok((row, type_row))
 }
 
 pub async fn delete_record(state: &AppState, actor: &Actor, id: Uuid) -> ApiResult<Uuid> {
