@@ -55,6 +55,24 @@ pub struct AppState {
     /// Resolved credentials, kept briefly (see `auth::cache`).
     pub credentials: Arc<CredentialCache>,
     pub knowledge: Arc<Knowledge>,
+    /// Decrypted channel credentials for webhooks, kept briefly (see `channels::webhook`).
+    pub webhook_accounts: Arc<crate::channels::webhook::AccountCache>,
+    /// Calls the providers' APIs for outbound messages.
+    pub sender: Arc<crate::channels::outbound::Sender>,
+    /// Woken when this node queued an outbound message, so a send worker starts at once.
+    pub outbox: Arc<tokio::sync::Notify>,
+    /// The address this server listens on.
+    pub address: SocketAddr,
+}
+
+impl AppState {
+    /// Where providers reach this server: `OBROL_PUBLIC_URL`, else the bound address.
+    pub fn base_url(&self) -> String {
+        match &self.config.channels.public_url {
+            Some(url) => url.clone(),
+            None => format!("http://{}", self.address),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -213,6 +231,56 @@ impl App {
         });
         // Contact imports: one at a time per process, each in batches. Idle workers look
         // for due jobs twice a second, so no wake-up handle is kept.
+        // Outbound messages, and the routing timers (reassignment, nudges).
+        let senders = crate::jobs::Workers::start(
+            state.db.clone(),
+            vec![crate::conversations::send::SEND_JOB.to_string()],
+            crate::conversations::send::handler(state.clone()),
+            state.config.channels.send_workers,
+            knowledge.job_lease,
+        );
+        let outbox = state.outbox.clone();
+        tokio::spawn(async move {
+            loop {
+                outbox.notified().await;
+                senders.wake();
+            }
+        });
+        let _timers = crate::jobs::Workers::start(
+            state.db.clone(),
+            vec![
+                crate::conversations::routing::REASSIGN_JOB.to_string(),
+                crate::conversations::routing::NUDGE_JOB.to_string(),
+            ],
+            crate::conversations::routing::handler(state.clone()),
+            1,
+            knowledge.job_lease,
+        );
+        let _registrations = crate::jobs::Workers::start(
+            state.db.clone(),
+            vec![crate::channels::setup::REGISTER_JOB.to_string()],
+            crate::channels::setup::handler(state.clone()),
+            1,
+            knowledge.job_lease,
+        );
+        // Webhook credentials cached here are dropped when any node changes the account.
+        let cache = state.webhook_accounts.clone();
+        let mut changes = state.events.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match changes.recv().await {
+                    Ok(event) => {
+                        if let crate::events::EventKind::ChannelAccountChanged { account_id } =
+                            event.kind
+                        {
+                            cache.forget(account_id);
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => cache.clear(),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
         let _imports = crate::jobs::Workers::start(
             state.db.clone(),
             vec![crate::contacts::import::IMPORT_JOB.to_string()],
@@ -242,6 +310,15 @@ impl App {
         let credentials = Arc::new(CredentialCache::new(config.credential_cache_ttl));
         let events = EventBus::start(db.pool(), credentials.clone()).await?;
         let knowledge = Arc::new(build_knowledge(&config.knowledge).await?);
+        // Bound before the state is made, so the state knows its own address.
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let address = listener.local_addr()?;
+        let sender = crate::channels::outbound::Sender::new(
+            config.channels.api_base.clone(),
+            config.channels.provider_timeout,
+        );
         let state = AppState {
             db,
             config: Arc::new(config),
@@ -249,6 +326,10 @@ impl App {
             events,
             credentials,
             knowledge,
+            webhook_accounts: Arc::default(),
+            sender: Arc::new(sender),
+            outbox: Arc::new(tokio::sync::Notify::new()),
+            address,
         };
 
         let demo = if database.cluster.is_some() && state.config.seed_demo {
@@ -264,10 +345,6 @@ impl App {
             graphiql_assets: crate::graphiql::locate(&state.config.graphiql_assets),
         };
         let router = router(http, state.config.max_body_bytes);
-        let listener = TcpListener::bind(state.config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", state.config.listen))?;
-        let address = listener.local_addr()?;
         Ok(App {
             state,
             address,
@@ -332,6 +409,7 @@ fn router(http: HttpState, max_body_bytes: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/downloads/{token}", get(download))
+        .route("/webhooks/{channel}/{id}", get(webhook).post(webhook))
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
         // Added after the layer, so outside it: /graphql applies its own limits (JSON vs.
         // uploads) as it reads, and answers in GraphQL's error format.
@@ -520,6 +598,19 @@ async fn download(
     axum::extract::Path(token): axum::extract::Path<String>,
 ) -> Response {
     crate::contacts::export::serve(http.app.clone(), &token).await
+}
+
+/// A provider's webhook delivery (see channels/webhook.rs).
+async fn webhook(
+    State(http): State<HttpState>,
+    path: axum::extract::Path<(String, String)>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    crate::channels::webhook::receive(State(http.app.clone()), path, method, uri, headers, body)
+        .await
 }
 
 async fn readyz(State(http): State<HttpState>) -> Response {

@@ -34,6 +34,22 @@ pub struct Config {
     /// Seed the demo company on first start of the embedded cluster (`OBROL_SEED_DEMO`).
     pub seed_demo: bool,
     pub knowledge: KnowledgeConfig,
+    pub channels: ChannelsConfig,
+}
+
+#[derive(Clone, Debug)]
+pub struct ChannelsConfig {
+    /// The address providers reach this server at (`OBROL_PUBLIC_URL`, such as
+    /// https://obrol.example.com): webhook URLs shown to admins, Twilio's signed URL and
+    /// status callbacks. Unset: the Host a request came to (and the bound address).
+    pub public_url: Option<String>,
+    /// Replaces scheme, host and port of every provider API (`OBROL_CHANNEL_API_BASE`;
+    /// for tests, which point it at a local fake provider).
+    pub api_base: Option<String>,
+    /// Workers sending outbound messages in this process (`OBROL_SEND_WORKERS`).
+    pub send_workers: usize,
+    /// Limit on one provider call (`OBROL_PROVIDER_TIMEOUT_SECONDS`).
+    pub provider_timeout: Duration,
 }
 
 /// Where knowledge vectors come from.
@@ -134,7 +150,26 @@ impl Config {
             embedding_workers: parse_env("OBROL_EMBEDDING_WORKERS", 1)?,
             job_lease: Duration::from_secs(parse_env::<u64>("OBROL_JOB_LEASE_SECONDS", 60)?.max(2)),
         };
+        let public_url = std::env::var("OBROL_PUBLIC_URL")
+            .ok()
+            .map(|v| v.trim().trim_end_matches('/').to_string())
+            .filter(|v| !v.is_empty());
+        if let Some(url) = &public_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                bail!("OBROL_PUBLIC_URL must start with https:// or http://, not '{url}'");
+            }
+        }
+        let channels = ChannelsConfig {
+            public_url,
+            api_base: std::env::var("OBROL_CHANNEL_API_BASE")
+                .ok()
+                .map(|v| v.trim().trim_end_matches('/').to_string())
+                .filter(|v| !v.is_empty()),
+            send_workers: parse_env("OBROL_SEND_WORKERS", 4)?,
+            provider_timeout: Duration::from_secs(parse_env("OBROL_PROVIDER_TIMEOUT_SECONDS", 15)?),
+        };
         Ok(Self {
+            channels,
             knowledge,
             listen,
             database_url,

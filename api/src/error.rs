@@ -21,6 +21,8 @@ pub enum ApiError {
     /// Too many attempts; the message says when to try again.
     RateLimited(String),
     LimitExceeded(String),
+    /// The channel's conversation window is closed; the message says what is allowed.
+    WindowClosed(String),
     Internal,
 }
 
@@ -37,6 +39,7 @@ impl ApiError {
             ApiError::Conflict(_) => "CONFLICT",
             ApiError::RateLimited(_) => "RATE_LIMITED",
             ApiError::LimitExceeded(_) => "LIMIT_EXCEEDED",
+            ApiError::WindowClosed(_) => "WINDOW_CLOSED",
             ApiError::Internal => "INTERNAL",
         }
     }
@@ -48,7 +51,8 @@ impl ApiError {
             | ApiError::Validation(m)
             | ApiError::Conflict(m)
             | ApiError::RateLimited(m)
-            | ApiError::LimitExceeded(m) => m.clone(),
+            | ApiError::LimitExceeded(m)
+            | ApiError::WindowClosed(m) => m.clone(),
             ApiError::NotFound(what) => format!("{what} not found"),
             ApiError::TotpRequired => "a two-factor code is required".into(),
             ApiError::Internal => "internal error".into(),

@@ -43,6 +43,39 @@ pub enum EventKind {
         source: Box<crate::knowledge::store::SourceRow>,
         deleted: bool,
     },
+    /// A message (or note) was added to a conversation. Subscribers read it under their own
+    /// rights; `scope` says who may see the conversation without asking the database.
+    MessageAdded {
+        conversation_id: Uuid,
+        message_id: Uuid,
+        scope: ConversationScope,
+    },
+    /// An outbound message's status changed (sent, delivered, read, failed).
+    MessageUpdated {
+        conversation_id: Uuid,
+        message_id: Uuid,
+        scope: ConversationScope,
+    },
+    /// A conversation changed: status, assignment, unread count, last message. `previous`
+    /// is who could see it before, when that changed (it may have left someone's inbox).
+    ConversationUpdated {
+        conversation_id: Uuid,
+        scope: ConversationScope,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous: Option<ConversationScope>,
+    },
+    /// A channel account was disconnected or changed: webhook credentials cached by every
+    /// node must be read again.
+    ChannelAccountChanged { account_id: Uuid },
+}
+
+/// Who a conversation belongs to, which decides who sees it (conversations::Access).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct ConversationScope {
+    pub team_id: Option<Uuid>,
+    pub assignee_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentioned: Vec<Uuid>,
 }
 
 /// Queues `event` for delivery when the current transaction commits.
@@ -53,6 +86,26 @@ pub async fn publish(conn: &mut PgConnection, event: &Event) -> sqlx::Result<()>
         .bind(payload)
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// Queues several events in one round trip (in order).
+pub async fn publish_many(conn: &mut PgConnection, events: &[Event]) -> sqlx::Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let payloads = events
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query(
+        "select pg_notify($1, p) from unnest($2::text[]) with ordinality as t (p, n) order by n",
+    )
+    .bind(CHANNEL)
+    .bind(payloads)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ pub mod channels;
 pub mod companies;
 pub mod config;
 pub mod contacts;
+pub mod conversations;
 pub mod db;
 pub mod error;
 pub mod events;

@@ -101,6 +101,11 @@ pub enum ApiScope {
     ChannelsRead,
     /// Connect and disconnect channel accounts.
     ChannelsWrite,
+    /// Read conversations, their messages and message templates.
+    ConversationsRead,
+    /// Send messages, add notes, close, reopen, assign and claim conversations; manage
+    /// message templates and team routing.
+    ConversationsWrite,
 }
 
 impl ApiScope {
@@ -120,10 +125,12 @@ impl ApiScope {
             ApiScope::ContactsWrite => "contacts:write",
             ApiScope::ChannelsRead => "channels:read",
             ApiScope::ChannelsWrite => "channels:write",
+            ApiScope::ConversationsRead => "conversations:read",
+            ApiScope::ConversationsWrite => "conversations:write",
         }
     }
 
-    pub const ALL: [ApiScope; 14] = [
+    pub const ALL: [ApiScope; 16] = [
         ApiScope::UsersRead,
         ApiScope::UsersWrite,
         ApiScope::TeamsRead,
@@ -138,6 +145,8 @@ impl ApiScope {
         ApiScope::ContactsWrite,
         ApiScope::ChannelsRead,
         ApiScope::ChannelsWrite,
+        ApiScope::ConversationsRead,
+        ApiScope::ConversationsWrite,
     ];
 
     pub fn from_name(value: &str) -> Option<Self> {

@@ -26,10 +26,13 @@ impl ChannelAccount {
         &self.0.name
     }
 
-    /// Where the provider must send this account's events: a path on this server (prefix
-    /// it with the server's public address).
-    async fn webhook_url(&self) -> String {
-        self.0.webhook_path()
+    /// Where the provider must send this account's events: the full URL when the server
+    /// knows its public address (`OBROL_PUBLIC_URL`), else a path on this server.
+    async fn webhook_url(&self, ctx: &Context<'_>) -> String {
+        match &state(ctx).config.channels.public_url {
+            Some(base) => format!("{}{}", base.trim_end_matches('/'), self.0.webhook_path()),
+            None => self.0.webhook_path(),
+        }
     }
 
     /// ACTIVE (DISCONNECTED accounts are not listed).
@@ -40,6 +43,18 @@ impl ChannelAccount {
     /// The account's id at the provider (phone number id, page id, bot id, ...), if any.
     async fn external_id(&self) -> Option<&str> {
         self.0.external_id.as_deref()
+    }
+
+    /// The team new conversations on this account go to (null: the company inbox).
+    async fn team(&self, ctx: &Context<'_>) -> ApiResult<Option<crate::teams::graphql::Team>> {
+        let Some(team) = self.0.team_id else {
+            return Ok(None);
+        };
+        let actor = actor(ctx)?;
+        let mut tx = state(ctx).db.tenant(actor.company_id).await?;
+        let row = crate::teams::store::by_id(&mut tx, team).await?;
+        tx.commit().await?;
+        Ok(row.map(crate::teams::graphql::Team))
     }
 
     async fn created_at(&self) -> DateTime<Utc> {
@@ -94,6 +109,20 @@ impl ChannelsMutation {
             &input.credentials.0,
         )
         .await?;
+        Ok(ChannelAccount(row))
+    }
+
+    /// Sets the team whose routing new conversations on this account follow (Admins);
+    /// null sends them to the company inbox.
+    async fn set_channel_account_team(
+        &self,
+        ctx: &Context<'_>,
+        channel_account_id: ID,
+        team_id: Option<ID>,
+    ) -> ApiResult<ChannelAccount> {
+        let id = parse_id(&channel_account_id, "channel account")?;
+        let team = team_id.map(|t| parse_id(&t, "team")).transpose()?;
+        let row = super::set_team(state(ctx), actor(ctx)?, id, team).await?;
         Ok(ChannelAccount(row))
     }
 

@@ -8,6 +8,11 @@
 //! provider is given when it is set up.
 
 pub mod graphql;
+pub mod inbound;
+pub mod model;
+pub mod outbound;
+pub mod setup;
+pub mod webhook;
 
 use serde_json::{json, Map, Value as Json};
 use uuid::Uuid;
@@ -222,6 +227,7 @@ pub struct AccountRow {
     pub name: String,
     pub external_id: Option<String>,
     pub status: String,
+    pub team_id: Option<Uuid>,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -236,7 +242,7 @@ impl AccountRow {
     }
 }
 
-const ACCOUNT_COLUMNS: &str = "id, type, name, external_id, status, created_at";
+const ACCOUNT_COLUMNS: &str = "id, type, name, external_id, status, team_id, created_at";
 
 pub async fn connect(
     state: &AppState,
@@ -275,6 +281,15 @@ pub async fn connect(
             err.into()
         }
     })?;
+    if setup::registers(kind) {
+        crate::jobs::enqueue(
+            &mut tx,
+            actor.company_id,
+            setup::REGISTER_JOB,
+            json!({ "account_id": row.id.to_string() }),
+        )
+        .await?;
+    }
     audit::record(
         &mut tx,
         actor,
@@ -321,6 +336,61 @@ pub async fn disconnect(state: &AppState, actor: &Actor, id: Uuid) -> ApiResult<
         Entry::new("CHANNEL_DISCONNECTED").target("channel_account", id),
     )
     .await?;
+    crate::events::publish(
+        &mut tx,
+        &crate::events::Event {
+            company_id: actor.company_id,
+            kind: crate::events::EventKind::ChannelAccountChanged { account_id: id },
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(id)
+}
+
+pub async fn account_by_id(
+    conn: &mut sqlx::PgConnection,
+    id: Uuid,
+) -> sqlx::Result<Option<AccountRow>> {
+    sqlx::query_as(&format!(
+        "select {ACCOUNT_COLUMNS} from channel_accounts where id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Sets the team new conversations on this account go to (None: the company inbox).
+pub async fn set_team(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    team_id: Option<Uuid>,
+) -> ApiResult<AccountRow> {
+    actor.require(Role::Admin, ApiScope::ChannelsWrite)?;
+    let mut tx = state.db.tenant(actor.company_id).await?;
+    if let Some(team) = team_id {
+        if crate::teams::store::by_id(&mut tx, team).await?.is_none() {
+            return Err(ApiError::not_found("team"));
+        }
+    }
+    let row: Option<AccountRow> = sqlx::query_as(&format!(
+        "update channel_accounts set team_id = $2, updated_at = now()
+         where id = $1 and status = 'ACTIVE' returning {ACCOUNT_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(team_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let row = row.ok_or_else(|| ApiError::not_found("channel account"))?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry::new("CHANNEL_TEAM_CHANGED")
+            .target("channel_account", id)
+            .details(json!({ "teamId": team_id })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(row)
 }

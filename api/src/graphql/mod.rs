@@ -29,6 +29,7 @@ pub struct Query(
     crate::contacts::graphql::ContactRelatedQuery,
     crate::contacts::graphql::CustomObjectQuery,
     crate::channels::graphql::ChannelsQuery,
+    crate::conversations::graphql::ConversationsQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -43,12 +44,14 @@ pub struct Mutation(
     crate::contacts::graphql::ContactRelatedMutation,
     crate::contacts::graphql::CustomObjectMutation,
     crate::channels::graphql::ChannelsMutation,
+    crate::conversations::graphql::ConversationsMutation,
 );
 
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(
     crate::users::graphql::UsersSubscription,
     crate::knowledge::graphql::KnowledgeSubscription,
+    crate::conversations::graphql::ConversationsSubscription,
 );
 
 pub type ObrolSchema = Schema<Query, Mutation, Subscription>;

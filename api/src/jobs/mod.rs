@@ -76,6 +76,28 @@ pub async fn enqueue(
     Ok(id)
 }
 
+/// Queues a job that becomes due at `run_at` (a timer), in the caller's transaction.
+pub async fn enqueue_at(
+    conn: &mut PgConnection,
+    company_id: Uuid,
+    kind: &str,
+    payload: Value,
+    run_at: chrono::DateTime<chrono::Utc>,
+) -> sqlx::Result<Uuid> {
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "insert into jobs (id, company_id, kind, payload, run_at) values ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(company_id)
+    .bind(kind)
+    .bind(payload)
+    .bind(run_at)
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
 /// Whether a job of this kind whose payload has `key` = `value` is queued or running.
 pub async fn is_queued(
     conn: &mut PgConnection,

@@ -295,6 +295,11 @@ pub async fn set_presence(
         },
     };
     events::publish(&mut tx, &event).await?;
+    // An agent coming online takes queued conversations of their round-robin teams.
+    if presence == Presence::Online {
+        crate::conversations::routing::drain_for_user(&mut tx, actor.company_id, actor.user_id())
+            .await?;
+    }
     tx.commit().await?;
     Ok(updated)
 }

@@ -1,0 +1,217 @@
+//! Storing what a verified webhook delivery said: messages (find or create the contact by
+//! channel identity, find or open the conversation, store the message once), delivery
+//! statuses and template reviews. One transaction per delivery: all of it or none of it, so
+//! a provider that retries after an error never finds half a delivery.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::channels::model::{InboundEvent, InboundMessage, StatusUpdate};
+use crate::channels::ChannelType;
+use crate::events::{ConversationScope, Event, EventKind};
+
+/// What one delivery changed.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub stored: Vec<Uuid>,
+    pub duplicates: usize,
+    pub statuses: usize,
+}
+
+#[derive(sqlx::FromRow, Debug)]
+struct Ingested {
+    message_id: Uuid,
+    conversation_id: Uuid,
+    #[allow(dead_code)]
+    contact_id: Uuid,
+    #[allow(dead_code)]
+    contact_created: bool,
+    conversation_opened: bool,
+    duplicate: bool,
+    team_id: Option<Uuid>,
+    assignee_id: Option<Uuid>,
+    mentioned: Option<Vec<Uuid>>,
+    routing_team_id: Option<Uuid>,
+}
+
+/// Stores `events` from account `account_id` (of type `kind`) in the caller's tenant
+/// transaction, and queues the real-time events that go out when it commits.
+pub async fn store(
+    conn: &mut PgConnection,
+    company_id: Uuid,
+    account_id: Uuid,
+    kind: ChannelType,
+    events: Vec<InboundEvent>,
+) -> sqlx::Result<Summary> {
+    let mut summary = Summary::default();
+    let mut notices = Vec::new();
+    for event in events {
+        match event {
+            InboundEvent::Message(message) => {
+                let row = store_message(conn, account_id, kind, &message).await?;
+                if row.duplicate {
+                    summary.duplicates += 1;
+                    continue;
+                }
+                let mut scope = ConversationScope {
+                    team_id: row.team_id,
+                    assignee_id: row.assignee_id,
+                    mentioned: row.mentioned.unwrap_or_default(),
+                };
+                if row.conversation_opened {
+                    if let Some(routed) =
+                        super::routing::on_opened(conn, company_id, row.conversation_id).await?
+                    {
+                        scope = routed.scope();
+                    }
+                }
+                // The contact's reply to a routing question decides the team.
+                else if row.routing_team_id.is_some() {
+                    if let Some(routed) = super::routing::on_inbound(
+                        conn,
+                        company_id,
+                        row.conversation_id,
+                        &message.content,
+                    )
+                    .await?
+                    {
+                        scope = routed.scope();
+                    }
+                }
+                notices.push(Event {
+                    company_id,
+                    kind: EventKind::MessageAdded {
+                        conversation_id: row.conversation_id,
+                        message_id: row.message_id,
+                        scope: scope.clone(),
+                    },
+                });
+                notices.push(Event {
+                    company_id,
+                    kind: EventKind::ConversationUpdated {
+                        conversation_id: row.conversation_id,
+                        scope,
+                        previous: None,
+                    },
+                });
+                summary.stored.push(row.message_id);
+            }
+            InboundEvent::Status(update) => {
+                if let Some(id) = apply_status(conn, account_id, &update).await? {
+                    summary.statuses += 1;
+                    if let Some(event) = super::send::message_updated(conn, company_id, id).await? {
+                        notices.push(event);
+                    }
+                }
+            }
+            InboundEvent::ReadUpTo { from, up_to } => {
+                summary.statuses += read_up_to(conn, account_id, kind, &from, up_to).await?;
+            }
+            InboundEvent::TemplateReviewed {
+                name,
+                language,
+                status,
+                reason,
+            } => {
+                super::templates::reviewed(conn, account_id, &name, &language, &status, reason)
+                    .await?;
+            }
+        }
+    }
+    crate::events::publish_many(conn, &notices).await?;
+    Ok(summary)
+}
+
+async fn store_message(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    kind: ChannelType,
+    message: &InboundMessage,
+) -> sqlx::Result<Ingested> {
+    let content = serde_json::to_value(&message.content).unwrap_or_else(|_| json!({}));
+    let preview: String = message.content.preview().chars().take(2000).collect();
+    let name = message
+        .profile_name
+        .as_deref()
+        .map(|n| n.chars().take(400).collect::<String>());
+    let phone = message
+        .phone
+        .as_deref()
+        .and_then(crate::contacts::properties::normalize_phone);
+    let from: String = message.from.chars().take(200).collect();
+    sqlx::query_as(
+        "select * from ingest_inbound_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(account_id)
+    .bind(kind.as_db())
+    .bind(&message.provider_message_id)
+    .bind(from)
+    .bind(name)
+    .bind(phone)
+    .bind(message.sent_at)
+    .bind(content)
+    .bind(preview)
+    .bind(Uuid::now_v7())
+    .bind(Uuid::now_v7())
+    .bind(Uuid::now_v7())
+    .bind(Uuid::now_v7())
+    .fetch_one(conn)
+    .await
+}
+
+/// Moves an outbound message's status forward (never back: a late "delivered" after "read"
+/// changes nothing; FAILED is final). Returns the message that changed, if one did.
+pub async fn apply_status(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    update: &StatusUpdate,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar(
+        "update messages set status = $3, failure_reason = coalesce($4, failure_reason),
+             status_at = $5
+         where channel_account_id = $1 and provider_message_id = $2 and direction = 'OUTBOUND'
+           and status <> 'FAILED'
+           and (case status when 'QUEUED' then 0 when 'SENT' then 1 when 'DELIVERED' then 2
+                            when 'READ' then 3 else 4 end)
+             < (case $3 when 'SENT' then 1 when 'DELIVERED' then 2 when 'READ' then 3 else 4 end)
+         returning id",
+    )
+    .bind(account_id)
+    .bind(&update.provider_message_id)
+    .bind(update.status.as_db())
+    .bind(
+        update
+            .reason
+            .as_deref()
+            .map(|r| r.chars().take(500).collect::<String>()),
+    )
+    .bind(update.at)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Messenger's read watermark: everything we sent the contact before `up_to` is read.
+async fn read_up_to(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    kind: ChannelType,
+    from: &str,
+    up_to: DateTime<Utc>,
+) -> sqlx::Result<usize> {
+    let done = sqlx::query(
+        "update messages m set status = 'READ', status_at = $4
+         from contact_identities i
+         where i.channel = $2 and i.external_id = $3 and m.contact_id = i.contact_id
+           and m.channel_account_id = $1 and m.direction = 'OUTBOUND'
+           and m.status in ('SENT', 'DELIVERED') and m.sent_at <= $4",
+    )
+    .bind(account_id)
+    .bind(kind.as_db())
+    .bind(from)
+    .bind(up_to)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() as usize)
+}
