@@ -4,6 +4,7 @@ mod auth;
 mod channels;
 mod cli;
 mod contacts;
+mod conversations;
 mod credentials;
 mod embedded;
 mod gateway;
