@@ -131,7 +131,7 @@ create table message_templates (
     company_id uuid not null references companies (id) on delete cascade,
     channel_account_id uuid not null references channel_accounts (id) on delete cascade,
     -- Meta's rule: lower-case letters, digits and underscores.
-    name text not null check (name ~ '^[a-z0-9_]{1,512}$'),
+    name text not null check (name ~ '^[a-z0-9_]+$' and length(name) <= 512),
     language text not null check (language ~ '^[a-z]{2,3}(_[A-Za-z]{2,4})?$'),
     category text not null check (category in ('MARKETING', 'UTILITY', 'AUTHENTICATION')),
     body text not null check (length(body) between 1 and 1024),

@@ -1,1 +1,599 @@
-//! Outbound messages.
+//! Outbound messages: each provider's API as the fake provider sees it, statuses flowing
+//! back, window rules, templates, interactive messages, retries.
+
+use std::time::Duration;
+
+use obrol_tests::fake_provider::FakeProvider;
+use obrol_tests::{error_code, Session, TestApp};
+use serde_json::{json, Value};
+
+use super::*;
+
+const SEND: &str = "mutation($input: SendMessageInput!) {
+    sendMessage(input: $input) { id status direction senderType text content } }";
+
+const MESSAGE_STATUS: &str = "query($id: ID!) { conversation(id: $id) {
+    messages(first: 20) { edges { node { id status failureReason providerMessageId } } } } }";
+
+/// Posts a first message from `sender` and returns the conversation id.
+async fn conversation_with(
+    app: &TestApp,
+    admin: &Session,
+    account: &Account,
+    sender: u32,
+    sent_at: i64,
+) -> String {
+    let delivery = account.text(app, sender, sender as u64, "Hi there", sent_at);
+    let (status, body) = post(app, account, &delivery).await;
+    assert_eq!(status, 200, "{body}");
+    let seen = conversations(app, admin, json!({ "channels": [account.kind] })).await;
+    seen.iter()
+        .find(|c| messages(c).iter().any(|m| m["direction"] == "INBOUND"))
+        .and_then(|c| c["id"].as_str())
+        .unwrap()
+        .to_string()
+}
+
+/// The message's status once it is no longer QUEUED (or QUEUED after 15 s).
+async fn settled(app: &TestApp, admin: &Session, conversation: &str, message: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..300 {
+        let data = app
+            .gql_ok(
+                Some(&admin.token),
+                MESSAGE_STATUS,
+                json!({ "id": conversation }),
+            )
+            .await;
+        last = data["conversation"]["messages"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"].clone())
+            .find(|m| m["id"] == message)
+            .unwrap();
+        if last["status"] != "QUEUED" {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    last
+}
+
+async fn status_is(app: &TestApp, admin: &Session, conversation: &str, message: &str, want: &str) {
+    for _ in 0..100 {
+        let now = settled(app, admin, conversation, message).await;
+        if now["status"] == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("message {message} never became {want}");
+}
+
+async fn send(app: &TestApp, admin: &Session, input: Value) -> Value {
+    app.gql(Some(&admin.token), SEND, json!({ "input": input }))
+        .await
+}
+
+#[tokio::test]
+async fn every_channel_replies_through_its_provider_and_statuses_flow_back() {
+    let (app, fake) = spawn().await;
+    let admin = app.sign_up("Replies Everywhere").await;
+    for (index, (kind, _)) in KINDS.iter().enumerate() {
+        let account = connect(&app, &fake, &admin, kind).await;
+        let sender = 20 + index as u32;
+        let conversation = conversation_with(&app, &admin, &account, sender, now() - 60).await;
+        let response = send(
+            &app,
+            &admin,
+            json!({ "conversationId": conversation, "text": "Yes, the blue one is in stock." }),
+        )
+        .await;
+        let sent = &response["data"]["sendMessage"];
+        assert_eq!(sent["status"], "QUEUED", "{kind}: {response}");
+        assert_eq!(sent["direction"], "OUTBOUND");
+        assert_eq!(sent["senderType"], "USER");
+        let id = sent["id"].as_str().unwrap();
+        let message = settled(&app, &admin, &conversation, id).await;
+        assert_eq!(message["status"], "SENT", "{kind}: {message}");
+        let provider_id = message["providerMessageId"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+
+        // The request the provider received.
+        match *kind {
+            "WHATSAPP" => {
+                let call = fake
+                    .requests_to("/v21.0/106540352242922/messages")
+                    .pop()
+                    .unwrap();
+                assert_eq!(call.header("authorization"), Some("Bearer wa-token"));
+                let body = call.json();
+                assert_eq!(body["messaging_product"], "whatsapp");
+                assert_eq!(body["to"], format!("62812000{sender:05}"));
+                assert_eq!(body["type"], "text");
+                assert_eq!(body["text"]["body"], "Yes, the blue one is in stock.");
+                assert!(provider_id.starts_with("wamid."));
+            }
+            "INSTAGRAM" => {
+                let call = fake.requests_to("/v21.0/me/messages").pop().unwrap();
+                assert_eq!(call.header("authorization"), Some("Bearer ig-token"));
+                assert_eq!(
+                    call.json()["recipient"]["id"],
+                    format!("2490000000{sender:05}")
+                );
+                assert_eq!(
+                    call.json()["message"]["text"],
+                    "Yes, the blue one is in stock."
+                );
+            }
+            "MESSENGER" => {
+                let call = fake
+                    .requests_to("/v21.0/104329118200001/messages")
+                    .pop()
+                    .unwrap();
+                assert_eq!(call.header("authorization"), Some("Bearer fb-token"));
+                assert_eq!(call.json()["messaging_type"], "RESPONSE");
+                assert_eq!(
+                    call.json()["recipient"]["id"],
+                    format!("2490000000{sender:05}")
+                );
+            }
+            "WECHAT" => {
+                let token = fake.requests_to("/cgi-bin/token").pop().unwrap();
+                assert!(
+                    token.query.contains("appid=wx1234567890abcdef"),
+                    "{}",
+                    token.query
+                );
+                let call = fake
+                    .requests_to("/cgi-bin/message/custom/send")
+                    .pop()
+                    .unwrap();
+                assert!(call.query.contains("access_token=wx-access-token"));
+                assert_eq!(
+                    call.json()["touser"],
+                    format!("oUpF8uMuAJO_M2pxb1Q9zNjWeS{sender:02}")
+                );
+                assert_eq!(call.json()["msgtype"], "text");
+                assert_eq!(
+                    call.json()["text"]["content"],
+                    "Yes, the blue one is in stock."
+                );
+            }
+            "LINE" => {
+                let call = fake.requests_to("/v2/bot/message/push").pop().unwrap();
+                assert_eq!(call.header("authorization"), Some("Bearer line-token"));
+                assert_eq!(call.header("x-line-retry-key"), Some(id));
+                assert_eq!(call.json()["to"], format!("U4af4980629{sender:022}"));
+                assert_eq!(call.json()["messages"][0]["type"], "text");
+            }
+            "TELEGRAM" => {
+                let call = fake
+                    .requests_to("/bot7000000001:AAH-telegram-token/sendMessage")
+                    .pop()
+                    .unwrap();
+                assert_eq!(call.json()["chat_id"], 51_000 + sender as u64);
+                assert_eq!(call.json()["text"], "Yes, the blue one is in stock.");
+            }
+            "VIBER" => {
+                let call = fake.requests_to("/pa/send_message").pop().unwrap();
+                assert_eq!(
+                    call.header("x-viber-auth-token"),
+                    Some("4453b6ac-viber-token")
+                );
+                assert_eq!(call.json()["receiver"], format!("01234567890A{sender:04}="));
+                assert_eq!(call.json()["type"], "text");
+                assert_eq!(call.json()["sender"]["name"], "Obrol Bot");
+            }
+            "SMS" => {
+                let call = fake
+                    .requests_to(
+                        "/2010-04-01/Accounts/AC00000000000000000000000000000001/Messages.json",
+                    )
+                    .pop()
+                    .unwrap();
+                let basic = call.header("authorization").unwrap();
+                assert!(basic.starts_with("Basic "), "{basic}");
+                assert_eq!(
+                    call.form("To").as_deref(),
+                    Some(format!("+62812000{sender:05}").as_str())
+                );
+                assert_eq!(call.form("From").as_deref(), Some("+14155550100"));
+                assert_eq!(
+                    call.form("Body").as_deref(),
+                    Some("Yes, the blue one is in stock.")
+                );
+                let callback = call.form("StatusCallback").unwrap();
+                assert!(callback.ends_with(&account.path()), "{callback}");
+            }
+            _ => unreachable!(),
+        }
+
+        // Delivery statuses, where the provider reports them.
+        let callback = match *kind {
+            "WHATSAPP" => Some((
+                account.meta_json(json!({ "object": "whatsapp_business_account", "entry": [{ "id": "1",
+                    "changes": [{ "field": "messages", "value": {
+                        "messaging_product": "whatsapp",
+                        "metadata": { "display_phone_number": "15550783881", "phone_number_id": "106540352242922" },
+                        "statuses": [
+                            { "id": provider_id, "status": "delivered", "timestamp": now().to_string(),
+                              "recipient_id": format!("62812000{sender:05}") },
+                            { "id": provider_id, "status": "read", "timestamp": now().to_string(),
+                              "recipient_id": format!("62812000{sender:05}") },
+                            { "id": provider_id, "status": "delivered", "timestamp": now().to_string(),
+                              "recipient_id": format!("62812000{sender:05}") }
+                        ] } }] }] })),
+                "READ",
+            )),
+            "MESSENGER" => Some((
+                account.meta_json(json!({ "object": "page", "entry": [{ "id": "104329118200001",
+                    "time": now() * 1000, "messaging": [{
+                        "sender": { "id": format!("2490000000{sender:05}") },
+                        "recipient": { "id": "104329118200001" },
+                        "timestamp": now() * 1000,
+                        "delivery": { "mids": [provider_id], "watermark": now() * 1000 } }] }] })),
+                "DELIVERED",
+            )),
+            "INSTAGRAM" => Some((
+                account.meta_json(json!({ "object": "instagram", "entry": [{ "id": "17841400000000001",
+                    "time": now() * 1000, "messaging": [{
+                        "sender": { "id": format!("2490000000{sender:05}") },
+                        "recipient": { "id": "17841400000000001" },
+                        "timestamp": now() * 1000,
+                        "read": { "mid": provider_id } }] }] })),
+                "READ",
+            )),
+            "VIBER" => Some((
+                account.signed_json(json!({ "event": "delivered", "timestamp": now() * 1000,
+                    "chat_hostname": "SN-CHAT-05_", "message_token": provider_id.parse::<u64>().unwrap(),
+                    "user_id": format!("01234567890A{sender:04}=") })),
+                "DELIVERED",
+            )),
+            "SMS" => Some((
+                account.twilio_form(
+                    &app,
+                    &[
+                        ("MessageSid", &provider_id),
+                        ("MessageStatus", "delivered"),
+                        ("AccountSid", "AC00000000000000000000000000000001"),
+                        ("From", "+14155550100"),
+                        ("To", &format!("+62812000{sender:05}")),
+                        ("ApiVersion", "2010-04-01"),
+                    ],
+                ),
+                "DELIVERED",
+            )),
+            // LINE, Telegram and WeChat report no delivery to bots.
+            _ => None,
+        };
+        if let Some((delivery, want)) = callback {
+            let (status, body) = post(&app, &account, &delivery).await;
+            assert_eq!(status, 200, "{kind}: {body}");
+            status_is(&app, &admin, &conversation, id, want).await;
+        }
+        // The reply answered the contact: nothing is unread or awaiting a reply.
+        let seen = conversations(&app, &admin, json!({ "channels": [kind] })).await;
+        assert_eq!(seen[0]["unreadCount"], 0);
+        assert!(seen[0]["awaitingReplySince"].is_null());
+    }
+}
+
+async fn setup(kind: &'static str) -> (TestApp, FakeProvider, Session, Account) {
+    let (app, fake) = spawn().await;
+    let admin = app.sign_up(&format!("Rules {kind}")).await;
+    let account = connect(&app, &fake, &admin, kind).await;
+    (app, fake, admin, account)
+}
+
+#[tokio::test]
+async fn whatsapp_outside_its_window_sends_only_approved_templates() {
+    let (app, fake, admin, account) = setup("WHATSAPP").await;
+    // The contact last wrote 25 hours ago.
+    let conversation = conversation_with(&app, &admin, &account, 1, now() - 25 * 3600).await;
+    let window = app
+        .gql_ok(
+            Some(&admin.token),
+            "query($id: ID!) { conversation(id: $id) { window { open closesAt templateRequired } } }",
+            json!({ "id": conversation }),
+        )
+        .await;
+    assert_eq!(window["conversation"]["window"]["open"], false);
+    assert_eq!(window["conversation"]["window"]["templateRequired"], true);
+    let refused = send(
+        &app,
+        &admin,
+        json!({ "conversationId": conversation, "text": "Still there?" }),
+    )
+    .await;
+    assert_eq!(error_code(&refused), Some("WINDOW_CLOSED"), "{refused}");
+    let why = refused["errors"][0]["message"].as_str().unwrap();
+    assert!(why.contains("24-hour") && why.contains("template"), "{why}");
+
+    // Templates: made by Admins, PENDING until Meta approves.
+    let create = "mutation($input: CreateMessageTemplateInput!) {
+        createMessageTemplate(input: $input) { id name status variableCount } }";
+    let input = json!({ "input": { "channelAccountId": account.id, "name": "order_update",
+        "language": "en_US", "category": "UTILITY", "body": "Hi {{1}}, order {{2}} has shipped." } });
+    let staff = app.add_user(&admin, "STAFF").await;
+    assert_eq!(
+        error_code(&app.gql(Some(&staff.token), create, input.clone()).await),
+        Some("FORBIDDEN")
+    );
+    let made = app.gql_ok(Some(&admin.token), create, input.clone()).await;
+    let template = made["createMessageTemplate"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(made["createMessageTemplate"]["status"], "PENDING");
+    assert_eq!(made["createMessageTemplate"]["variableCount"], 2);
+    assert_eq!(
+        error_code(&app.gql(Some(&admin.token), create, input).await),
+        Some("CONFLICT")
+    );
+    let bad = json!({ "input": { "channelAccountId": account.id, "name": "Order Update",
+        "language": "en_US", "category": "UTILITY", "body": "Hi" } });
+    assert_eq!(
+        error_code(&app.gql(Some(&admin.token), create, bad).await),
+        Some("VALIDATION")
+    );
+
+    let with_template = json!({ "conversationId": conversation, "templateId": template,
+                                "templateVariables": ["Ana", "#1042"] });
+    let pending = send(&app, &admin, with_template.clone()).await;
+    assert_eq!(error_code(&pending), Some("VALIDATION"));
+    assert!(pending["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("pending"));
+
+    // Meta approves it by webhook.
+    let review = account.meta_json(json!({ "object": "whatsapp_business_account", "entry": [{
+        "id": "102290129340398", "time": now(), "changes": [{ "field": "message_template_status_update",
+        "value": { "event": "APPROVED", "message_template_id": 594425479261596u64,
+                   "message_template_name": "order_update", "message_template_language": "en_US",
+                   "reason": "NONE" } }] }] }));
+    assert_eq!(post(&app, &account, &review).await.0, 200);
+    let listed = app
+        .gql_ok(
+            Some(&admin.token),
+            "{ messageTemplates { name status } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(listed["messageTemplates"][0]["status"], "APPROVED");
+
+    let wrong_count = json!({ "conversationId": conversation, "templateId": template,
+                              "templateVariables": ["Ana"] });
+    assert_eq!(
+        error_code(&send(&app, &admin, wrong_count).await),
+        Some("VALIDATION")
+    );
+    assert!(
+        fake.requests_to("/messages").is_empty(),
+        "nothing reached the provider"
+    );
+
+    let sent = send(&app, &admin, with_template).await;
+    let message = &sent["data"]["sendMessage"];
+    assert_eq!(
+        message["text"], "Hi Ana, order #1042 has shipped.",
+        "{sent}"
+    );
+    let id = message["id"].as_str().unwrap();
+    assert_eq!(
+        settled(&app, &admin, &conversation, id).await["status"],
+        "SENT"
+    );
+    let call = fake.requests_to("/messages").pop().unwrap();
+    let body = call.json();
+    assert_eq!(body["type"], "template");
+    assert_eq!(body["template"]["name"], "order_update");
+    assert_eq!(body["template"]["language"]["code"], "en_US");
+    let parameters = &body["template"]["components"][0]["parameters"];
+    assert_eq!(parameters[0], json!({ "type": "text", "text": "Ana" }));
+    assert_eq!(parameters[1], json!({ "type": "text", "text": "#1042" }));
+}
+
+#[tokio::test]
+async fn buttons_and_lists_respect_each_channels_limits() {
+    let (app, fake, admin, account) = setup("WHATSAPP").await;
+    let conversation = conversation_with(&app, &admin, &account, 2, now() - 60).await;
+    let choice = |i: usize| json!({ "id": format!("c{i}"), "title": format!("Option {i}") });
+    let four: Vec<Value> = (1..=4).map(choice).collect();
+    let refused = send(
+        &app,
+        &admin,
+        json!({ "conversationId": conversation, "text": "Pick",
+                                             "quickReplies": four }),
+    )
+    .await;
+    assert_eq!(error_code(&refused), Some("VALIDATION"), "{refused}");
+    let eleven: Vec<Value> = (1..=11).map(choice).collect();
+    let refused = send(
+        &app,
+        &admin,
+        json!({ "conversationId": conversation, "text": "Pick",
+                                             "listOptions": eleven }),
+    )
+    .await;
+    assert_eq!(error_code(&refused), Some("VALIDATION"));
+    assert!(fake.requests_to("/messages").is_empty());
+
+    let three: Vec<Value> = (1..=3).map(choice).collect();
+    let ok = send(
+        &app,
+        &admin,
+        json!({ "conversationId": conversation, "text": "Which size?",
+                                        "quickReplies": three }),
+    )
+    .await;
+    let id = ok["data"]["sendMessage"]["id"].as_str().unwrap();
+    assert_eq!(
+        settled(&app, &admin, &conversation, id).await["status"],
+        "SENT"
+    );
+    let body = fake.requests_to("/messages").pop().unwrap().json();
+    assert_eq!(body["type"], "interactive");
+    assert_eq!(body["interactive"]["type"], "button");
+    let buttons = body["interactive"]["action"]["buttons"].as_array().unwrap();
+    assert_eq!(buttons.len(), 3);
+    assert_eq!(buttons[0]["reply"]["id"], "c1");
+
+    let ten: Vec<Value> = (1..=10).map(choice).collect();
+    let ok = send(
+        &app,
+        &admin,
+        json!({ "conversationId": conversation, "text": "Which colour?",
+                                        "listOptions": ten, "listButton": "Colours" }),
+    )
+    .await;
+    let id = ok["data"]["sendMessage"]["id"].as_str().unwrap();
+    assert_eq!(
+        settled(&app, &admin, &conversation, id).await["status"],
+        "SENT"
+    );
+    let body = fake.requests_to("/messages").pop().unwrap().json();
+    assert_eq!(body["interactive"]["type"], "list");
+    assert_eq!(body["interactive"]["action"]["button"], "Colours");
+    assert_eq!(
+        body["interactive"]["action"]["sections"][0]["rows"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
+
+    // SMS carries no buttons: refused before any provider call, saying what to do instead.
+    let sms = connect(&app, &fake, &admin, "SMS").await;
+    let sms_conversation = conversation_with(&app, &admin, &sms, 3, now() - 60).await;
+    let refused = send(
+        &app,
+        &admin,
+        json!({ "conversationId": sms_conversation, "text": "Pick",
+                                             "quickReplies": [choice(1)] }),
+    )
+    .await;
+    assert_eq!(error_code(&refused), Some("VALIDATION"));
+    assert!(fake.requests_to("/Messages.json").is_empty());
+    // Templates are WhatsApp's; the HUMAN_AGENT tag is Messenger's.
+    let refused = send(
+        &app,
+        &admin,
+        json!({ "conversationId": sms_conversation, "text": "Hi",
+                                             "humanAgentTag": true }),
+    )
+    .await;
+    assert_eq!(error_code(&refused), Some("VALIDATION"));
+}
+
+#[tokio::test]
+async fn messenger_allows_a_tagged_human_reply_for_seven_days() {
+    let (app, fake, admin, account) = setup("MESSENGER").await;
+    let conversation = conversation_with(&app, &admin, &account, 4, now() - 30 * 3600).await;
+    let refused = send(
+        &app,
+        &admin,
+        json!({ "conversationId": conversation, "text": "Sorry for the wait" }),
+    )
+    .await;
+    assert_eq!(error_code(&refused), Some("WINDOW_CLOSED"));
+    assert!(refused["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("HUMAN_AGENT"));
+    let ok = send(
+        &app,
+        &admin,
+        json!({ "conversationId": conversation, "text": "Sorry for the wait",
+                                        "humanAgentTag": true }),
+    )
+    .await;
+    let id = ok["data"]["sendMessage"]["id"].as_str().unwrap();
+    assert_eq!(
+        settled(&app, &admin, &conversation, id).await["status"],
+        "SENT"
+    );
+    let body = fake.requests_to("/messages").pop().unwrap().json();
+    assert_eq!(body["messaging_type"], "MESSAGE_TAG");
+    assert_eq!(body["tag"], "HUMAN_AGENT");
+
+    // Eight days: even the tag is too late.
+    let old = connect(&app, &fake, &admin, "INSTAGRAM").await;
+    let late = conversation_with(&app, &admin, &old, 5, now() - 8 * 24 * 3600).await;
+    let refused = send(
+        &app,
+        &admin,
+        json!({ "conversationId": late, "text": "Hello?" }),
+    )
+    .await;
+    assert_eq!(error_code(&refused), Some("WINDOW_CLOSED"));
+}
+
+#[tokio::test]
+async fn provider_throttling_is_retried_without_sending_twice_and_refusals_fail_with_the_reason() {
+    let (app, fake, admin, account) = setup("WHATSAPP").await;
+    let conversation = conversation_with(&app, &admin, &account, 6, now() - 60).await;
+    fake.script(
+        "/messages",
+        429,
+        json!({ "error": { "message": "(#130429) Rate limit hit", "type": "OAuthException", "code": 130429 } }),
+        &[("Retry-After", "1")],
+    );
+    let ok = send(
+        &app,
+        &admin,
+        json!({ "conversationId": conversation, "text": "One moment" }),
+    )
+    .await;
+    let id = ok["data"]["sendMessage"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut message = settled(&app, &admin, &conversation, &id).await;
+    for _ in 0..100 {
+        if message["status"] == "SENT" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        message = settled(&app, &admin, &conversation, &id).await;
+    }
+    assert_eq!(message["status"], "SENT", "{message}");
+    assert_eq!(
+        fake.requests_to("/messages").len(),
+        2,
+        "one throttled call, one accepted: never two accepted"
+    );
+
+    fake.script(
+        "/messages",
+        400,
+        json!({ "error": { "message": "(#131026) Message undeliverable", "type": "OAuthException",
+                           "code": 131026, "error_data": { "details": "Receiver is incapable of receiving this message" } } }),
+        &[],
+    );
+    let refused = send(
+        &app,
+        &admin,
+        json!({ "conversationId": conversation, "text": "Hello?" }),
+    )
+    .await;
+    let id = refused["data"]["sendMessage"]["id"].as_str().unwrap();
+    let message = settled(&app, &admin, &conversation, id).await;
+    assert_eq!(message["status"], "FAILED");
+    assert!(
+        message["failureReason"]
+            .as_str()
+            .unwrap()
+            .contains("131026"),
+        "{message}"
+    );
+    assert_eq!(
+        fake.requests_to("/messages").len(),
+        3,
+        "a refusal is not retried"
+    );
+}
