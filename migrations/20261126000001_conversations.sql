@@ -3,14 +3,18 @@
 
 -- Where a channel account's new conversations go first (null: the company inbox).
 alter table channel_accounts add column team_id uuid references teams (id) on delete set null;
+-- A live-chat widget's allowed origins (scheme://host[:port]); none: the widget is closed.
+alter table channel_accounts add column widget_origins text[] not null default '{}';
 
 -- Webhooks arrive without a session: this tells the route which company and credentials an
 -- account has, before the request can run as that company.
 create function channel_account_for_webhook(p_id uuid)
-returns table (company_id uuid, type text, status text, credentials_sealed bytea)
+returns table (company_id uuid, type text, status text, credentials_sealed bytea,
+               widget_origins text[])
     language sql stable security definer set search_path = pg_catalog, public, pg_temp
     as $$
-        select company_id, type, status, credentials_sealed from channel_accounts where id = p_id
+        select company_id, type, status, credentials_sealed, widget_origins
+        from channel_accounts where id = p_id
     $$;
 revoke all on function channel_account_for_webhook(uuid) from public;
 grant execute on function channel_account_for_webhook(uuid) to obrol_app;
@@ -318,3 +322,35 @@ returns table (message_id uuid, conversation_id uuid, contact_id uuid,
 
 grant execute on function ingest_inbound_message(uuid, text, text, text, text, text, timestamptz,
     jsonb, text, uuid, uuid, uuid, uuid) to obrol_app;
+
+-- Website visitors of a live-chat widget: an anonymous contact each, recognised by a token
+-- kept in the visitor's browser (only its sha256 is stored).
+create table widget_visitors (
+    id uuid primary key,
+    company_id uuid not null references companies (id) on delete cascade,
+    channel_account_id uuid not null references channel_accounts (id) on delete cascade,
+    contact_id uuid not null references contacts (id) on delete cascade,
+    token_hash bytea not null unique,
+    created_at timestamptz not null default now(),
+    last_seen_at timestamptz not null default now()
+);
+
+create index widget_visitors_contact_idx on widget_visitors (contact_id);
+
+alter table widget_visitors enable row level security;
+alter table widget_visitors force row level security;
+create policy widget_visitors_tenant on widget_visitors
+    using (company_id = app_company_id()) with check (company_id = app_company_id());
+grant select, insert, update, delete on widget_visitors to obrol_app;
+
+-- A visitor's token names their company, before the request can run as it.
+create function widget_visitor(p_token_hash bytea)
+returns table (id uuid, company_id uuid, channel_account_id uuid, contact_id uuid)
+    language sql stable security definer set search_path = pg_catalog, public, pg_temp
+    as $$
+        select v.id, v.company_id, v.channel_account_id, v.contact_id
+        from widget_visitors v join channel_accounts a on a.id = v.channel_account_id
+        where v.token_hash = p_token_hash and a.status = 'ACTIVE'
+    $$;
+revoke all on function widget_visitor(bytea) from public;
+grant execute on function widget_visitor(bytea) to obrol_app;

@@ -63,6 +63,8 @@ pub struct AppState {
     pub outbox: Arc<tokio::sync::Notify>,
     /// The address this server listens on.
     pub address: SocketAddr,
+    /// The chat widget's per-visitor and per-address rate limits in this process.
+    pub widget_limits: Arc<crate::channels::widget::Limits>,
 }
 
 impl AppState {
@@ -330,6 +332,7 @@ impl App {
             sender: Arc::new(sender),
             outbox: Arc::new(tokio::sync::Notify::new()),
             address,
+            widget_limits: Arc::default(),
         };
 
         let demo = if database.cluster.is_some() && state.config.seed_demo {
@@ -368,9 +371,13 @@ impl App {
     /// Serves until SIGINT/SIGTERM, then stops the embedded cluster (the data directory is
     /// this process's, also when it found the cluster left running by a crashed run).
     pub async fn serve(self) -> anyhow::Result<()> {
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await;
+        let served = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
         self.state.db.pool().close().await;
         if let Some(cluster) = self.cluster {
             tokio::task::spawn_blocking(move || cluster.stop()).await??;
@@ -403,6 +410,21 @@ fn router(http: HttpState, max_body_bytes: usize) -> Router {
     let assets = Router::new()
         .route("/graphiql/assets/{name}", get(crate::graphiql::asset))
         .with_state(http.graphiql_assets.clone());
+    let widget = {
+        use crate::channels::widget;
+        Router::new()
+            .route(
+                "/widget/{account}/sessions",
+                axum::routing::post(widget::create_session).options(widget::preflight),
+            )
+            .route(
+                "/widget/{account}/messages",
+                get(widget::messages).options(widget::preflight),
+            )
+            .route("/widget/{account}/ws", get(widget::socket))
+            .layer(RequestBodyLimitLayer::new(64 * 1024))
+            .with_state(http.app.clone())
+    };
     Router::new()
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(|| async { "ok" }))
@@ -416,6 +438,7 @@ fn router(http: HttpState, max_body_bytes: usize) -> Router {
         .route("/graphql", get(graphiql).post(graphql))
         .with_state(http)
         .merge(assets)
+        .merge(widget)
         .layer(middleware::from_fn(track_requests))
         // A bug must cost one request a 500, never the connection or the process.
         .layer(CatchPanicLayer::new())

@@ -49,6 +49,9 @@ pub enum EventKind {
         conversation_id: Uuid,
         message_id: Uuid,
         scope: ConversationScope,
+        /// The conversation's contact (a live-chat visitor's socket listens for theirs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        contact_id: Option<Uuid>,
     },
     /// An outbound message's status changed (sent, delivered, read, failed).
     MessageUpdated {

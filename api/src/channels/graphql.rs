@@ -45,6 +45,11 @@ impl ChannelAccount {
         self.0.external_id.as_deref()
     }
 
+    /// Live chat: the websites allowed to use the widget.
+    async fn widget_origins(&self) -> &[String] {
+        &self.0.widget_origins
+    }
+
     /// The team new conversations on this account go to (null: the company inbox).
     async fn team(&self, ctx: &Context<'_>) -> ApiResult<Option<crate::teams::graphql::Team>> {
         let Some(team) = self.0.team_id else {
@@ -123,6 +128,19 @@ impl ChannelsMutation {
         let id = parse_id(&channel_account_id, "channel account")?;
         let team = team_id.map(|t| parse_id(&t, "team")).transpose()?;
         let row = super::set_team(state(ctx), actor(ctx)?, id, team).await?;
+        Ok(ChannelAccount(row))
+    }
+
+    /// The websites (origins such as https://shop.example.com) allowed to open a live-chat
+    /// account's widget (Admins). No origin: the widget is closed.
+    async fn update_live_chat_widget(
+        &self,
+        ctx: &Context<'_>,
+        channel_account_id: ID,
+        allowed_origins: Vec<String>,
+    ) -> ApiResult<ChannelAccount> {
+        let id = parse_id(&channel_account_id, "channel account")?;
+        let row = super::set_widget_origins(state(ctx), actor(ctx)?, id, &allowed_origins).await?;
         Ok(ChannelAccount(row))
     }
 

@@ -13,6 +13,7 @@ pub mod model;
 pub mod outbound;
 pub mod setup;
 pub mod webhook;
+pub mod widget;
 
 use serde_json::{json, Map, Value as Json};
 use uuid::Uuid;
@@ -228,6 +229,7 @@ pub struct AccountRow {
     pub external_id: Option<String>,
     pub status: String,
     pub team_id: Option<Uuid>,
+    pub widget_origins: Vec<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -242,7 +244,8 @@ impl AccountRow {
     }
 }
 
-const ACCOUNT_COLUMNS: &str = "id, type, name, external_id, status, team_id, created_at";
+const ACCOUNT_COLUMNS: &str =
+    "id, type, name, external_id, status, team_id, widget_origins, created_at";
 
 pub async fn connect(
     state: &AppState,
@@ -345,6 +348,8 @@ pub async fn disconnect(state: &AppState, actor: &Actor, id: Uuid) -> ApiResult<
     )
     .await?;
     tx.commit().await?;
+    // This node forgets at once; the others when the event reaches them.
+    state.webhook_accounts.forget(id);
     Ok(id)
 }
 
@@ -392,5 +397,73 @@ pub async fn set_team(
     )
     .await?;
     tx.commit().await?;
+    Ok(row)
+}
+
+/// "https://shop.example.com" or "http://localhost:3000": a scheme, a host and maybe a port,
+/// as browsers send it in `Origin`.
+fn checked_origin(origin: &str) -> ApiResult<String> {
+    let origin = origin.trim().trim_end_matches('/');
+    let parsed = url::Url::parse(origin).ok().filter(|url| {
+        matches!(url.scheme(), "http" | "https")
+            && url.host_str().is_some()
+            && url.path() == "/"
+            && url.query().is_none()
+            && url.username().is_empty()
+    });
+    match parsed {
+        Some(url) => Ok(url.origin().ascii_serialization()),
+        None => Err(ApiError::validation(format!(
+            "'{}' is not an origin such as https://shop.example.com",
+            crate::contacts::properties::truncate(origin, 80)
+        ))),
+    }
+}
+
+/// The websites allowed to use a live-chat account's widget (Admins).
+pub async fn set_widget_origins(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    origins: &[String],
+) -> ApiResult<AccountRow> {
+    actor.require(Role::Admin, ApiScope::ChannelsWrite)?;
+    if origins.len() > 50 {
+        return Err(ApiError::validation("at most 50 origins"));
+    }
+    let mut clean: Vec<String> = origins
+        .iter()
+        .map(|o| checked_origin(o))
+        .collect::<ApiResult<_>>()?;
+    clean.sort();
+    clean.dedup();
+    let mut tx = state.db.tenant(actor.company_id).await?;
+    let row: Option<AccountRow> = sqlx::query_as(&format!(
+        "update channel_accounts set widget_origins = $2, updated_at = now()
+         where id = $1 and status = 'ACTIVE' and type = 'LIVE_CHAT' returning {ACCOUNT_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(&clean)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let row = row.ok_or_else(|| ApiError::not_found("live-chat channel account"))?;
+    audit::record(
+        &mut tx,
+        actor,
+        Entry::new("WIDGET_ORIGINS_CHANGED")
+            .target("channel_account", id)
+            .details(json!({ "origins": clean })),
+    )
+    .await?;
+    crate::events::publish(
+        &mut tx,
+        &crate::events::Event {
+            company_id: actor.company_id,
+            kind: crate::events::EventKind::ChannelAccountChanged { account_id: id },
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    state.webhook_accounts.forget(id);
     Ok(row)
 }

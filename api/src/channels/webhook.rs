@@ -31,6 +31,8 @@ pub struct WebhookAccount {
     pub company_id: Uuid,
     pub kind: ChannelType,
     pub credentials: Arc<Credentials>,
+    /// Live chat: the websites allowed to open the widget.
+    pub widget_origins: Arc<Vec<String>>,
 }
 
 /// Accounts by id, with when they were read. `None` remembers an unknown or disconnected id.
@@ -68,7 +70,7 @@ impl AccountCache {
     }
 }
 
-type AccountFacts = (Uuid, String, String, Vec<u8>);
+type AccountFacts = (Uuid, String, String, Vec<u8>, Vec<String>);
 
 /// The account behind a webhook URL, if it exists and is connected.
 pub async fn account(state: &AppState, id: Uuid) -> Result<Option<WebhookAccount>, Response> {
@@ -76,7 +78,8 @@ pub async fn account(state: &AppState, id: Uuid) -> Result<Option<WebhookAccount
         return Ok(cached);
     }
     let facts: Option<AccountFacts> = sqlx::query_as(
-        "select company_id, type, status, credentials_sealed from channel_account_for_webhook($1)",
+        "select company_id, type, status, credentials_sealed, widget_origins
+         from channel_account_for_webhook($1)",
     )
     .bind(id)
     .fetch_optional(state.db.pool())
@@ -86,7 +89,7 @@ pub async fn account(state: &AppState, id: Uuid) -> Result<Option<WebhookAccount
         (StatusCode::SERVICE_UNAVAILABLE, "try again later").into_response()
     })?;
     let account = match facts {
-        Some((company_id, kind, status, sealed)) if status == "ACTIVE" => {
+        Some((company_id, kind, status, sealed, widget_origins)) if status == "ACTIVE" => {
             let opened = state.sealer.open(&sealed).map_err(|err| {
                 tracing::error!(error = %err, account = %id, "channel credentials cannot be opened");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
@@ -105,6 +108,7 @@ pub async fn account(state: &AppState, id: Uuid) -> Result<Option<WebhookAccount
                 company_id,
                 kind: ChannelType::from_db(&kind),
                 credentials: Arc::new(credentials),
+                widget_origins: Arc::new(widget_origins),
             })
         }
         _ => None,

@@ -879,6 +879,7 @@ impl ConversationsSubscription {
                         conversation_id,
                         message_id,
                         scope,
+                        ..
                     }
                     | EventKind::MessageUpdated {
                         conversation_id,

@@ -24,7 +24,6 @@ pub struct Summary {
 struct Ingested {
     message_id: Uuid,
     conversation_id: Uuid,
-    #[allow(dead_code)]
     contact_id: Uuid,
     #[allow(dead_code)]
     contact_created: bool,
@@ -86,6 +85,7 @@ pub async fn store(
                         conversation_id: row.conversation_id,
                         message_id: row.message_id,
                         scope: scope.clone(),
+                        contact_id: Some(row.contact_id),
                     },
                 });
                 notices.push(Event {

@@ -238,6 +238,7 @@ pub async fn publish_message(
                 conversation_id: conversation.id,
                 message_id,
                 scope: conversation.scope(),
+                contact_id: Some(conversation.contact_id),
             },
         },
     )

@@ -4,6 +4,7 @@
 mod inbound;
 mod outbound;
 mod routing;
+mod widget;
 
 use std::time::Duration;
 
