@@ -182,23 +182,28 @@ create policy team_routing_tenant on team_routing
 grant select, insert, update, delete on team_routing to obrol_app;
 
 
--- Stores one inbound message in the caller's company (row-level security applies: this runs
--- as the caller): finds the contact by channel identity (or by phone number, or creates
--- it), finds the contact's open conversation (or opens one, in the account's team), stores
--- the message unless the provider's id is already stored, and marks the contact active for
--- the month. One round trip for the hot path of every webhook.
+-- Stores one inbound message for company `p_company` (the function sets the transaction's
+-- company first, then runs as the caller, so row-level security applies): finds the contact
+-- by channel identity (or by phone number, or creates it), finds the contact's open
+-- conversation (or opens one in the account's team), stores the message unless the
+-- provider's id is already stored, marks the contact active for the month, queues the
+-- real-time events (with the message and conversation rows, when they fit a notification),
+-- and, when the conversation needs routing (a new one in a routed team, or a pending routing
+-- question), a `conversation.route` job due in 30 s, which the caller runs at once and
+-- deletes; the job is there for when the caller stops first. One statement: a webhook is
+-- one round trip.
 create function ingest_inbound_message(
-    p_account uuid, p_channel text, p_provider_id text, p_from text, p_name text,
-    p_phone text, p_sent_at timestamptz, p_content jsonb, p_preview text,
+    p_company uuid, p_account uuid, p_channel text, p_provider_id text, p_from text,
+    p_name text, p_phone text, p_sent_at timestamptz, p_content jsonb, p_preview text,
     p_message_id uuid, p_new_contact_id uuid, p_new_conversation_id uuid, p_event_id uuid)
 returns table (message_id uuid, conversation_id uuid, contact_id uuid,
                contact_created boolean, conversation_opened boolean, duplicate boolean,
-               team_id uuid, assignee_id uuid, mentioned uuid[], routing_team_id uuid)
+               route_job uuid)
     language plpgsql volatile set search_path = pg_catalog, public, pg_temp
     as $$
     #variable_conflict use_column
     declare
-        v_company uuid := app_company_id();
+        v_company uuid;
         v_contact uuid;
         v_conversation uuid;
         v_existing uuid;
@@ -207,18 +212,22 @@ returns table (message_id uuid, conversation_id uuid, contact_id uuid,
         v_name text := nullif(btrim(coalesce(p_name, '')), '');
         v_first text;
         v_team uuid;
-        v_assignee uuid;
-        v_mentioned uuid[];
-        v_routing uuid;
         v_timezone text;
+        v_route_job uuid;
+        v_message jsonb;
+        v_conv conversations%rowtype;
+        v_event jsonb;
+        v_scope jsonb;
         v_sent timestamptz := least(coalesce(p_sent_at, now()), now());
     begin
+        perform set_config('app.company_id', p_company::text, true);
+        v_company := app_company_id();
+
         select m.id, m.conversation_id, m.contact_id into v_existing, v_conversation, v_contact
         from messages m
         where m.channel_account_id = p_account and m.provider_message_id = p_provider_id;
         if found then
-            return query select v_existing, v_conversation, v_contact, false, false, true,
-                null::uuid, null::uuid, null::uuid[], null::uuid;
+            return query select v_existing, v_conversation, v_contact, false, false, true, null::uuid;
             return;
         end if;
 
@@ -281,18 +290,18 @@ returns table (message_id uuid, conversation_id uuid, contact_id uuid,
             end if;
         end if;
 
-        insert into messages (id, company_id, conversation_id, contact_id, channel_account_id,
+        insert into messages as m (id, company_id, conversation_id, contact_id, channel_account_id,
                               direction, sender_type, content, preview, provider_message_id,
                               status, sent_at)
         values (p_message_id, v_company, v_conversation, v_contact, p_account, 'INBOUND',
                 'CONTACT', p_content, left(p_preview, 2000), p_provider_id, 'RECEIVED', v_sent)
         on conflict (channel_account_id, provider_message_id) where provider_message_id is not null
-        do nothing;
-        if not found then
+        do nothing
+        returning to_jsonb(m.*) into v_message;
+        if v_message is null then
             -- A simultaneous redelivery stored it first.
             return query
-                select m.id, m.conversation_id, m.contact_id, false, false, true,
-                       null::uuid, null::uuid, null::uuid[], null::uuid
+                select m.id, m.conversation_id, m.contact_id, false, false, true, null::uuid
                 from messages m
                 where m.channel_account_id = p_account and m.provider_message_id = p_provider_id;
             return;
@@ -304,10 +313,12 @@ returns table (message_id uuid, conversation_id uuid, contact_id uuid,
             awaiting_reply_since = coalesce(c.awaiting_reply_since, now()),
             channel_account_id = p_account, updated_at = now()
         where c.id = v_conversation
-        returning c.team_id, c.assignee_id, c.mentioned_user_ids, c.routing_team_id
-            into v_team, v_assignee, v_mentioned, v_routing;
+        returning c.* into v_conv;
+        -- "Last contacted by them", to the minute: a contact writing in bursts is not
+        -- rewritten (with all its indexes) for every message.
         update contacts c set last_inbound_at = v_sent
-        where c.id = v_contact and (c.last_inbound_at is null or c.last_inbound_at < v_sent);
+        where c.id = v_contact
+          and (c.last_inbound_at is null or c.last_inbound_at < v_sent - interval '1 minute');
 
         select co.timezone into v_timezone from companies co where co.id = v_company;
         insert into monthly_active_contacts (company_id, month, contact_id, first_active_at, reason)
@@ -315,13 +326,44 @@ returns table (message_id uuid, conversation_id uuid, contact_id uuid,
                 v_sent, 'INBOUND_MESSAGE')
         on conflict do nothing;
 
+        if (v_opened and v_conv.team_id is not null and exists (
+                select 1 from team_routing r
+                where r.team_id = v_conv.team_id and r.method <> 'CHERRY_PICK'))
+           or v_conv.routing_team_id is not null then
+            v_route_job := gen_random_uuid();
+            insert into jobs (id, company_id, kind, payload, run_at)
+            values (v_route_job, v_company, 'conversation.route',
+                    jsonb_build_object('conversation_id', v_conversation::text,
+                                       'message_id', p_message_id::text),
+                    now() + interval '30 seconds');
+        end if;
+
+        -- The events conversations::graphql subscribers and the chat widget listen for, in
+        -- the shape of events::Event; a row too large for a notification is left out (the
+        -- subscriber then reads it).
+        v_scope := jsonb_build_object('team_id', v_conv.team_id, 'assignee_id', v_conv.assignee_id,
+                                      'mentioned', to_jsonb(v_conv.mentioned_user_ids));
+        v_event := jsonb_build_object('company_id', v_company, 'type', 'message_added',
+            'conversation_id', v_conversation, 'message_id', p_message_id, 'scope', v_scope,
+            'contact_id', v_contact, 'message', v_message);
+        if octet_length(v_event::text) > 7000 then
+            v_event := v_event - 'message';
+        end if;
+        perform pg_notify('obrol_events', v_event::text);
+        v_event := jsonb_build_object('company_id', v_company, 'type', 'conversation_updated',
+            'conversation_id', v_conversation, 'scope', v_scope, 'conversation', to_jsonb(v_conv));
+        if octet_length(v_event::text) > 7000 then
+            v_event := v_event - 'conversation';
+        end if;
+        perform pg_notify('obrol_events', v_event::text);
+
         return query select p_message_id, v_conversation, v_contact, v_created, v_opened, false,
-            v_team, v_assignee, v_mentioned, v_routing;
+            v_route_job;
     end
     $$;
 
-grant execute on function ingest_inbound_message(uuid, text, text, text, text, text, timestamptz,
-    jsonb, text, uuid, uuid, uuid, uuid) to obrol_app;
+grant execute on function ingest_inbound_message(uuid, uuid, text, text, text, text, text,
+    timestamptz, jsonb, text, uuid, uuid, uuid, uuid) to obrol_app;
 
 -- Website visitors of a live-chat widget: an anonymous contact each, recognised by a token
 -- kept in the visitor's browser (only its sha256 is stored).

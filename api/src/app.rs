@@ -251,6 +251,7 @@ impl App {
         let _timers = crate::jobs::Workers::start(
             state.db.clone(),
             vec![
+                crate::conversations::routing::ROUTE_JOB.to_string(),
                 crate::conversations::routing::REASSIGN_JOB.to_string(),
                 crate::conversations::routing::NUDGE_JOB.to_string(),
             ],

@@ -52,6 +52,10 @@ pub enum EventKind {
         /// The conversation's contact (a live-chat visitor's socket listens for theirs).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         contact_id: Option<Uuid>,
+        /// The message itself, so that subscribers need not read it (left out when the
+        /// notification would be too large).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<Box<crate::conversations::MessageRow>>,
     },
     /// An outbound message's status changed (sent, delivered, read, failed).
     MessageUpdated {
@@ -66,6 +70,9 @@ pub enum EventKind {
         scope: ConversationScope,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         previous: Option<ConversationScope>,
+        /// The conversation as it now is (left out when too large for a notification).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conversation: Option<Box<crate::conversations::ConversationRow>>,
     },
     /// A channel account was disconnected or changed: webhook credentials cached by every
     /// node must be read again.
@@ -81,9 +88,32 @@ pub struct ConversationScope {
     pub mentioned: Vec<Uuid>,
 }
 
+/// PostgreSQL refuses notifications of 8,000 bytes or more; events carrying a row stay
+/// below this, or go without the row.
+const MAX_PAYLOAD: usize = 7000;
+
+impl Event {
+    /// The event as a notification payload: without its embedded row if that is too large.
+    fn payload(&self) -> Result<String, serde_json::Error> {
+        let text = serde_json::to_string(self)?;
+        if text.len() <= MAX_PAYLOAD {
+            return Ok(text);
+        }
+        let mut slim = self.clone();
+        match &mut slim.kind {
+            EventKind::MessageAdded { message, .. } => *message = None,
+            EventKind::ConversationUpdated { conversation, .. } => *conversation = None,
+            _ => {}
+        }
+        serde_json::to_string(&slim)
+    }
+}
+
 /// Queues `event` for delivery when the current transaction commits.
 pub async fn publish(conn: &mut PgConnection, event: &Event) -> sqlx::Result<()> {
-    let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let payload = event
+        .payload()
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query("select pg_notify($1, $2)")
         .bind(CHANNEL)
         .bind(payload)
@@ -99,7 +129,7 @@ pub async fn publish_many(conn: &mut PgConnection, events: &[Event]) -> sqlx::Re
     }
     let payloads = events
         .iter()
-        .map(serde_json::to_string)
+        .map(Event::payload)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query(

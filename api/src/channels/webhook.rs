@@ -200,16 +200,14 @@ async fn store(
     account: &WebhookAccount,
     events: Vec<crate::channels::model::InboundEvent>,
 ) -> sqlx::Result<()> {
-    let mut tx = state.db.tenant(account.company_id).await?;
     let summary = crate::conversations::ingest::store(
-        &mut tx,
+        state,
         account.company_id,
         account.id,
         account.kind,
         events,
     )
     .await?;
-    tx.commit().await?;
     metrics::counter!("obrol_webhook_messages_total").increment(summary.stored.len() as u64);
     if summary.duplicates > 0 {
         metrics::counter!("obrol_webhook_duplicates_total").increment(summary.duplicates as u64);

@@ -435,6 +435,9 @@ async fn send_json(socket: &mut WebSocket, value: Json) -> bool {
 
 async fn serve(state: AppState, visitor: Visitor, mut socket: WebSocket) {
     let mut events = state.events.subscribe();
+    if let Err(err) = seen(&state, &visitor).await {
+        tracing::warn!(error = %err, "recording a visitor's visit");
+    }
     if !send_json(
         &mut socket,
         json!({ "type": "ready", "visitorId": visitor.id }),
@@ -466,13 +469,13 @@ async fn serve(state: AppState, visitor: Visitor, mut socket: WebSocket) {
                 if event.company_id != visitor.company_id {
                     continue;
                 }
-                let EventKind::MessageAdded { message_id, contact_id: Some(contact), .. } = event.kind else {
+                let EventKind::MessageAdded { message_id, contact_id: Some(contact), message, .. } = event.kind else {
                     continue;
                 };
                 if contact != visitor.contact_id {
                     continue;
                 }
-                if let Some(frame) = outbound_frame(&state, &visitor, message_id).await {
+                if let Some(frame) = outbound_frame(&state, &visitor, message_id, message).await {
                     if !send_json(&mut socket, frame).await {
                         break;
                     }
@@ -482,14 +485,34 @@ async fn serve(state: AppState, visitor: Visitor, mut socket: WebSocket) {
     }
 }
 
+async fn seen(state: &AppState, visitor: &Visitor) -> sqlx::Result<()> {
+    let mut tx = state.db.tenant(visitor.company_id).await?;
+    sqlx::query("update widget_visitors set last_seen_at = now() where id = $1")
+        .bind(visitor.id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
 /// A business message for the visitor (replies, never notes; the visitor's own messages are
 /// acknowledged instead).
-async fn outbound_frame(state: &AppState, visitor: &Visitor, id: Uuid) -> Option<Json> {
-    let mut tx = state.db.tenant(visitor.company_id).await.ok()?;
-    let row = crate::conversations::message_by_id(&mut tx, id)
-        .await
-        .ok()??;
-    tx.commit().await.ok()?;
+async fn outbound_frame(
+    state: &AppState,
+    visitor: &Visitor,
+    id: Uuid,
+    carried: Option<Box<crate::conversations::MessageRow>>,
+) -> Option<Json> {
+    let row = match carried {
+        Some(row) => *row,
+        None => {
+            let mut tx = state.db.tenant(visitor.company_id).await.ok()?;
+            let row = crate::conversations::message_by_id(&mut tx, id)
+                .await
+                .ok()??;
+            tx.commit().await.ok()?;
+            row
+        }
+    };
     (row.direction == "OUTBOUND").then(|| {
         frame(
             row.id,
@@ -546,23 +569,13 @@ async fn handle(state: &AppState, visitor: &Visitor, text: &str) -> Json {
             body: body.to_string(),
         },
     };
-    let stored = async {
-        let mut tx = state.db.tenant(visitor.company_id).await?;
-        sqlx::query("update widget_visitors set last_seen_at = now() where id = $1")
-            .bind(visitor.id)
-            .execute(&mut *tx)
-            .await?;
-        let summary = crate::conversations::ingest::store(
-            &mut tx,
-            visitor.company_id,
-            visitor.channel_account_id,
-            ChannelType::LiveChat,
-            vec![InboundEvent::Message(message)],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok::<_, sqlx::Error>(summary)
-    }
+    let stored = crate::conversations::ingest::store(
+        state,
+        visitor.company_id,
+        visitor.channel_account_id,
+        ChannelType::LiveChat,
+        vec![InboundEvent::Message(message)],
+    )
     .await;
     match stored {
         Ok(summary) => {

@@ -874,24 +874,28 @@ impl ConversationsSubscription {
                 if event.company_id != company {
                     return None;
                 }
-                let (conversation, message, scope) = match event.kind {
+                let (conversation, message, scope, carried) = match event.kind {
                     EventKind::MessageAdded {
                         conversation_id,
                         message_id,
                         scope,
+                        message,
                         ..
-                    }
-                    | EventKind::MessageUpdated {
+                    } => (conversation_id, message_id, scope, message),
+                    EventKind::MessageUpdated {
                         conversation_id,
                         message_id,
                         scope,
-                    } => (conversation_id, message_id, scope),
+                    } => (conversation_id, message_id, scope, None),
                     _ => return None,
                 };
                 if only.is_some_and(|c| c != conversation) || !access.allows(&scope) {
                     return None;
                 }
-                load_message(&state, company, message).await.map(Message)
+                match carried {
+                    Some(row) => Some(Message(*row)),
+                    None => load_message(&state, company, message).await.map(Message),
+                }
             }
         });
         Ok(while_authorized(
@@ -924,6 +928,7 @@ impl ConversationsSubscription {
                 let EventKind::ConversationUpdated {
                     conversation_id,
                     scope,
+                    conversation,
                     ..
                 } = event.kind
                 else {
@@ -932,7 +937,10 @@ impl ConversationsSubscription {
                 if only.is_some_and(|c| c != conversation_id) || !access.allows(&scope) {
                     return None;
                 }
-                let row = load_conversation(&state, company, conversation_id).await?;
+                let row = match conversation {
+                    Some(row) => *row,
+                    None => load_conversation(&state, company, conversation_id).await?,
+                };
                 access.allows(&row.scope()).then_some(Conversation(row))
             }
         });
@@ -965,6 +973,7 @@ impl ConversationsSubscription {
                     conversation_id,
                     scope,
                     previous,
+                    conversation,
                 } = event.kind
                 else {
                     return None;
@@ -983,7 +992,10 @@ impl ConversationsSubscription {
                         conversation: None,
                     });
                 }
-                let row = load_conversation(&state, company, conversation_id).await?;
+                let row = match conversation {
+                    Some(row) => *row,
+                    None => load_conversation(&state, company, conversation_id).await?,
+                };
                 Some(InboxChange {
                     conversation_id: to_id(conversation_id),
                     visible: true,

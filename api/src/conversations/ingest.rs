@@ -8,9 +8,9 @@ use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::app::AppState;
 use crate::channels::model::{InboundEvent, InboundMessage, StatusUpdate};
 use crate::channels::ChannelType;
-use crate::events::{ConversationScope, Event, EventKind};
 
 /// What one delivery changed.
 #[derive(Debug, Default)]
@@ -24,112 +24,103 @@ pub struct Summary {
 struct Ingested {
     message_id: Uuid,
     conversation_id: Uuid,
+    #[allow(dead_code)]
     contact_id: Uuid,
     #[allow(dead_code)]
     contact_created: bool,
+    #[allow(dead_code)]
     conversation_opened: bool,
     duplicate: bool,
-    team_id: Option<Uuid>,
-    assignee_id: Option<Uuid>,
-    mentioned: Option<Vec<Uuid>>,
-    routing_team_id: Option<Uuid>,
+    route_job: Option<Uuid>,
 }
 
-/// Stores `events` from account `account_id` (of type `kind`) in the caller's tenant
-/// transaction, and queues the real-time events that go out when it commits.
+/// Stores `events` from account `account_id` (of type `kind`) for `company_id`. A delivery
+/// of one message (the common case) is one statement; others run in one transaction. The
+/// routing a message calls for runs right after it is stored (its durable job is the
+/// fallback should this process stop first).
 pub async fn store(
-    conn: &mut PgConnection,
+    state: &AppState,
     company_id: Uuid,
     account_id: Uuid,
     kind: ChannelType,
     events: Vec<InboundEvent>,
 ) -> sqlx::Result<Summary> {
     let mut summary = Summary::default();
-    let mut notices = Vec::new();
-    for event in events {
-        match event {
-            InboundEvent::Message(message) => {
-                let row = store_message(conn, account_id, kind, &message).await?;
-                if row.duplicate {
-                    summary.duplicates += 1;
-                    continue;
+    let mut routes = Vec::new();
+    if let [InboundEvent::Message(message)] = events.as_slice() {
+        let row = store_message(state.db.pool(), company_id, account_id, kind, message).await?;
+        tally(&mut summary, &mut routes, &row);
+    } else {
+        let mut tx = state.db.tenant(company_id).await?;
+        let mut notices = Vec::new();
+        for event in events {
+            match event {
+                InboundEvent::Message(message) => {
+                    let row =
+                        store_message(&mut *tx, company_id, account_id, kind, &message).await?;
+                    tally(&mut summary, &mut routes, &row);
                 }
-                let mut scope = ConversationScope {
-                    team_id: row.team_id,
-                    assignee_id: row.assignee_id,
-                    mentioned: row.mentioned.unwrap_or_default(),
-                };
-                if row.conversation_opened {
-                    if let Some(routed) =
-                        super::routing::on_opened(conn, company_id, row.conversation_id).await?
-                    {
-                        scope = routed.scope();
+                InboundEvent::Status(update) => {
+                    if let Some(id) = apply_status(&mut tx, account_id, &update).await? {
+                        summary.statuses += 1;
+                        if let Some(event) =
+                            super::send::message_updated(&mut tx, company_id, id).await?
+                        {
+                            notices.push(event);
+                        }
                     }
                 }
-                // The contact's reply to a routing question decides the team.
-                else if row.routing_team_id.is_some() {
-                    if let Some(routed) = super::routing::on_inbound(
-                        conn,
-                        company_id,
-                        row.conversation_id,
-                        &message.content,
+                InboundEvent::ReadUpTo { from, up_to } => {
+                    summary.statuses += read_up_to(&mut tx, account_id, kind, &from, up_to).await?;
+                }
+                InboundEvent::TemplateReviewed {
+                    name,
+                    language,
+                    status,
+                    reason,
+                } => {
+                    super::templates::reviewed(
+                        &mut tx, account_id, &name, &language, &status, reason,
                     )
-                    .await?
-                    {
-                        scope = routed.scope();
-                    }
-                }
-                notices.push(Event {
-                    company_id,
-                    kind: EventKind::MessageAdded {
-                        conversation_id: row.conversation_id,
-                        message_id: row.message_id,
-                        scope: scope.clone(),
-                        contact_id: Some(row.contact_id),
-                    },
-                });
-                notices.push(Event {
-                    company_id,
-                    kind: EventKind::ConversationUpdated {
-                        conversation_id: row.conversation_id,
-                        scope,
-                        previous: None,
-                    },
-                });
-                summary.stored.push(row.message_id);
-            }
-            InboundEvent::Status(update) => {
-                if let Some(id) = apply_status(conn, account_id, &update).await? {
-                    summary.statuses += 1;
-                    if let Some(event) = super::send::message_updated(conn, company_id, id).await? {
-                        notices.push(event);
-                    }
-                }
-            }
-            InboundEvent::ReadUpTo { from, up_to } => {
-                summary.statuses += read_up_to(conn, account_id, kind, &from, up_to).await?;
-            }
-            InboundEvent::TemplateReviewed {
-                name,
-                language,
-                status,
-                reason,
-            } => {
-                super::templates::reviewed(conn, account_id, &name, &language, &status, reason)
                     .await?;
+                }
             }
         }
+        crate::events::publish_many(&mut tx, &notices).await?;
+        tx.commit().await?;
     }
-    crate::events::publish_many(conn, &notices).await?;
+    for (job, conversation, message) in routes {
+        if let Err(err) =
+            super::routing::route_now(state, company_id, job, conversation, message).await
+        {
+            // The job stays queued and a worker routes the conversation in half a minute.
+            tracing::warn!(error = %err, %conversation, "routing deferred to its job");
+        }
+    }
     Ok(summary)
 }
 
-async fn store_message(
-    conn: &mut PgConnection,
+fn tally(summary: &mut Summary, routes: &mut Vec<(Uuid, Uuid, Uuid)>, row: &Ingested) {
+    if row.duplicate {
+        summary.duplicates += 1;
+        return;
+    }
+    summary.stored.push(row.message_id);
+    if let Some(job) = row.route_job {
+        routes.push((job, row.conversation_id, row.message_id));
+    }
+}
+
+async fn store_message<'e, E>(
+    executor: E,
+    company_id: Uuid,
     account_id: Uuid,
     kind: ChannelType,
     message: &InboundMessage,
-) -> sqlx::Result<Ingested> {
+) -> sqlx::Result<Ingested>
+where
+    E: sqlx::PgExecutor<'e>,
+{
     let content = serde_json::to_value(&message.content).unwrap_or_else(|_| json!({}));
     let preview: String = message.content.preview().chars().take(2000).collect();
     let name = message
@@ -142,8 +133,9 @@ async fn store_message(
         .and_then(crate::contacts::properties::normalize_phone);
     let from: String = message.from.chars().take(200).collect();
     sqlx::query_as(
-        "select * from ingest_inbound_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        "select * from ingest_inbound_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
+    .bind(company_id)
     .bind(account_id)
     .bind(kind.as_db())
     .bind(&message.provider_message_id)
@@ -157,7 +149,7 @@ async fn store_message(
     .bind(Uuid::now_v7())
     .bind(Uuid::now_v7())
     .bind(Uuid::now_v7())
-    .fetch_one(conn)
+    .fetch_one(executor)
     .await
 }
 

@@ -25,7 +25,7 @@ use crate::channels::ChannelType;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{self, ConversationScope, Event, EventKind};
 
-#[derive(sqlx::FromRow, Clone, Debug)]
+#[derive(sqlx::FromRow, Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ConversationRow {
     pub id: Uuid,
     pub contact_id: Uuid,
@@ -36,6 +36,8 @@ pub struct ConversationRow {
     pub assignee_id: Option<Uuid>,
     pub assigned_at: Option<DateTime<Utc>>,
     pub queued_at: Option<DateTime<Utc>>,
+    /// Skill based: the team whose routing question awaits the contact's answer.
+    pub routing_team_id: Option<Uuid>,
     pub awaiting_reply_since: Option<DateTime<Utc>>,
     pub mentioned_user_ids: Vec<Uuid>,
     pub unread_count: i32,
@@ -46,7 +48,8 @@ pub struct ConversationRow {
 }
 
 pub const CONVERSATION_COLUMNS: &str = "c.id, c.contact_id, c.channel_account_id, c.status, \
-    c.source, c.team_id, c.assignee_id, c.assigned_at, c.queued_at, c.awaiting_reply_since, \
+    c.source, c.team_id, c.assignee_id, c.assigned_at, c.queued_at, c.routing_team_id, \
+    c.awaiting_reply_since, \
     c.mentioned_user_ids, c.unread_count, c.last_message_at, c.last_message_preview, \
     c.opened_at, c.closed_at";
 
@@ -64,7 +67,7 @@ impl ConversationRow {
     }
 }
 
-#[derive(sqlx::FromRow, Clone, Debug)]
+#[derive(sqlx::FromRow, Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct MessageRow {
     pub id: Uuid,
     pub conversation_id: Uuid,
@@ -218,6 +221,7 @@ pub async fn publish_updated(
                 conversation_id: row.id,
                 scope,
                 previous,
+                conversation: Some(Box::new(row.clone())),
             },
         },
     )
@@ -228,7 +232,7 @@ pub async fn publish_message(
     conn: &mut PgConnection,
     company_id: Uuid,
     conversation: &ConversationRow,
-    message_id: Uuid,
+    message: &MessageRow,
 ) -> sqlx::Result<()> {
     events::publish(
         conn,
@@ -236,9 +240,10 @@ pub async fn publish_message(
             company_id,
             kind: EventKind::MessageAdded {
                 conversation_id: conversation.id,
-                message_id,
+                message_id: message.id,
                 scope: conversation.scope(),
                 contact_id: Some(conversation.contact_id),
+                message: Some(Box::new(message.clone())),
             },
         },
     )
@@ -584,7 +589,7 @@ pub async fn add_note(
     .bind(&mentions)
     .fetch_one(&mut *tx)
     .await?;
-    publish_message(&mut tx, actor.company_id, &row, message.id).await?;
+    publish_message(&mut tx, actor.company_id, &row, &message).await?;
     publish_updated(&mut tx, actor.company_id, &row, Some(before.scope())).await?;
     tx.commit().await?;
     Ok(message)

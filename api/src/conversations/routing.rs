@@ -33,6 +33,8 @@ use crate::channels::model::{Choice, Content, OutboundContent};
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::{self, Handler, Job, Outcome};
 
+/// Routing a conversation after a message was stored (queued by `ingest_inbound_message`).
+pub const ROUTE_JOB: &str = "conversation.route";
 pub const REASSIGN_JOB: &str = "conversation.reassign";
 pub const NUDGE_JOB: &str = "conversation.routing_nudge";
 
@@ -130,20 +132,64 @@ async fn routing_of(
     .await
 }
 
-/// A conversation was just opened by the contact: apply its team's routing. Returns the
-/// conversation when routing changed it.
-pub async fn on_opened(
+/// Runs a `conversation.route` job at once, in its own transaction that also removes the
+/// job (so the worker that would have run it later finds nothing).
+pub async fn route_now(
+    state: &AppState,
+    company_id: Uuid,
+    job: Uuid,
+    conversation_id: Uuid,
+    message_id: Uuid,
+) -> sqlx::Result<()> {
+    let mut tx = state.db.tenant(company_id).await?;
+    let taken = sqlx::query("delete from jobs where id = $1 and locked_by is null")
+        .bind(job)
+        .execute(&mut *tx)
+        .await?;
+    if taken.rows_affected() == 0 {
+        return Ok(());
+    }
+    route(&mut tx, company_id, conversation_id, message_id).await?;
+    tx.commit().await
+}
+
+/// After `message_id` was stored in the conversation: a pending routing question takes it as
+/// the answer; a conversation not yet routed gets its team's routing. Doing it twice changes
+/// nothing.
+pub async fn route(
     conn: &mut PgConnection,
     company_id: Uuid,
     conversation_id: Uuid,
+    message_id: Uuid,
 ) -> sqlx::Result<Option<ConversationRow>> {
     let Some(row) = by_id_for_update(conn, conversation_id).await? else {
         return Ok(None);
     };
-    let Some(team) = row.team_id else {
+    if !row.is_open() {
         return Ok(None);
-    };
-    route_into_team(conn, company_id, row, team, true).await
+    }
+    if row.routing_team_id.is_some() {
+        let content: Option<Json> = sqlx::query_scalar(
+            "select content from messages where id = $1 and direction = 'INBOUND'",
+        )
+        .bind(message_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(content) = content.and_then(|c| serde_json::from_value::<Content>(c).ok()) else {
+            return Ok(None);
+        };
+        return on_answer(conn, company_id, row, &content).await;
+    }
+    let asked: Option<DateTime<Utc>> =
+        sqlx::query_scalar("select routing_asked_at from conversations where id = $1")
+            .bind(conversation_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    let routed = row.assignee_id.is_some() || row.queued_at.is_some() || asked.is_some();
+    match row.team_id {
+        Some(team) if !routed => route_into_team(conn, company_id, row, team, true).await,
+        _ => Ok(None),
+    }
 }
 
 /// Applies `team`'s routing to a conversation that just arrived in it. Skill-based
@@ -453,23 +499,14 @@ pub fn chosen<'a>(content: &Content, options: &'a [SkillOption]) -> Option<&'a S
 }
 
 /// The contact wrote while a routing question was pending: an answer routes the
-/// conversation. Returns the conversation when it moved.
-pub async fn on_inbound(
+/// conversation. Returns the conversation when it moved. The caller holds its row lock.
+async fn on_answer(
     conn: &mut PgConnection,
     company_id: Uuid,
-    conversation_id: Uuid,
+    row: ConversationRow,
     content: &Content,
 ) -> sqlx::Result<Option<ConversationRow>> {
-    let Some(row) = by_id_for_update(conn, conversation_id).await? else {
-        return Ok(None);
-    };
-    let Some(asking_team) = sqlx::query_scalar::<_, Option<Uuid>>(
-        "select routing_team_id from conversations where id = $1",
-    )
-    .bind(conversation_id)
-    .fetch_one(&mut *conn)
-    .await?
-    else {
+    let Some(asking_team) = row.routing_team_id else {
         return Ok(None);
     };
     let Some(routing) = routing_of(conn, asking_team, false).await? else {
@@ -860,6 +897,7 @@ impl Handler for Timers {
     fn run(&self, job: Job) -> BoxFuture<'_, Outcome> {
         Box::pin(async move {
             let result = match job.kind.as_str() {
+                ROUTE_JOB => self.route(&job).await,
                 REASSIGN_JOB => self.reassign(&job).await,
                 NUDGE_JOB => self.nudge(&job).await,
                 _ => Ok(()),
@@ -884,6 +922,19 @@ fn payload_uuid(job: &Job, key: &str) -> Option<Uuid> {
 }
 
 impl Timers {
+    /// A `conversation.route` job whose inline run did not happen (the process stopped).
+    async fn route(&self, job: &Job) -> sqlx::Result<()> {
+        let (Some(id), Some(message)) = (
+            payload_uuid(job, "conversation_id"),
+            payload_uuid(job, "message_id"),
+        ) else {
+            return Ok(());
+        };
+        let mut tx = self.state.db.tenant(job.company_id).await?;
+        route(&mut tx, job.company_id, id, message).await?;
+        tx.commit().await
+    }
+
     /// The agent has not replied in time: the conversation goes to the next agent, if the
     /// contact is still waiting and the conversation is still theirs since then.
     async fn reassign(&self, job: &Job) -> sqlx::Result<()> {
@@ -930,12 +981,7 @@ impl Timers {
         let Some(row) = by_id_for_update(&mut tx, id).await? else {
             return Ok(());
         };
-        let waiting: Option<Uuid> =
-            sqlx::query_scalar("select routing_team_id from conversations where id = $1")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-        if !row.is_open() || waiting != Some(team) {
+        if !row.is_open() || row.routing_team_id != Some(team) {
             return Ok(());
         }
         let Some(routing) = routing_of(&mut tx, team, false).await? else {

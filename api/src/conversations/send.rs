@@ -205,7 +205,7 @@ async fn queue(
         .bind(conversation.contact_id)
         .execute(&mut *conn)
         .await?;
-    publish_message(conn, company_id, &row, message.id).await?;
+    publish_message(conn, company_id, &row, &message).await?;
     publish_updated(conn, company_id, &row, None).await?;
     Ok((message, row))
 }

@@ -79,19 +79,26 @@ async fn run_step(
 ) -> Step {
     let count = rate * seconds;
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let start = tokio::time::Instant::now() + Duration::from_millis(50);
     let posted: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
     let mut tasks = Vec::with_capacity(count as usize);
     let now_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    for i in 0..count {
+    // Bodies are made and signed before the clock starts.
+    let prepared: Vec<(Vec<u8>, String)> = (0..count)
+        .map(|i| {
+            let body = delivery(first_seq + i, senders, now_unix);
+            let signature = sign::meta(SECRET, &body);
+            (body, signature)
+        })
+        .collect();
+    let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    for (i, (body, signature)) in prepared.into_iter().enumerate() {
+        let i = i as u64;
         let due = start + interval.mul_f64(i as f64);
         tokio::time::sleep_until(due).await;
         let seq = first_seq + i;
-        let body = delivery(seq, senders, now_unix);
-        let signature = sign::meta(SECRET, &body);
         let request = http
             .post(url)
             .header("Content-Type", "application/json")
