@@ -213,10 +213,10 @@ returns table (message_id uuid, conversation_id uuid, contact_id uuid,
         v_first text;
         v_team uuid;
         v_timezone text;
+        v_last timestamptz;
         v_route_job uuid;
-        v_message jsonb;
+        v_message uuid;
         v_conv conversations%rowtype;
-        v_event jsonb;
         v_scope jsonb;
         v_sent timestamptz := least(coalesce(p_sent_at, now()), now());
     begin
@@ -231,7 +231,8 @@ returns table (message_id uuid, conversation_id uuid, contact_id uuid,
             return;
         end if;
 
-        select i.contact_id into v_contact from contact_identities i
+        select i.contact_id, c.last_inbound_at into v_contact, v_last
+        from contact_identities i join contacts c on c.id = i.contact_id
         where i.company_id = v_company and i.channel = p_channel and i.external_id = p_from;
         if not found then
             -- The same phone number is already a contact (imported, or met on another
@@ -297,7 +298,7 @@ returns table (message_id uuid, conversation_id uuid, contact_id uuid,
                 'CONTACT', p_content, left(p_preview, 2000), p_provider_id, 'RECEIVED', v_sent)
         on conflict (channel_account_id, provider_message_id) where provider_message_id is not null
         do nothing
-        returning to_jsonb(m.*) into v_message;
+        returning m.id into v_message;
         if v_message is null then
             -- A simultaneous redelivery stored it first.
             return query
@@ -314,17 +315,20 @@ returns table (message_id uuid, conversation_id uuid, contact_id uuid,
             channel_account_id = p_account, updated_at = now()
         where c.id = v_conversation
         returning c.* into v_conv;
-        -- "Last contacted by them", to the minute: a contact writing in bursts is not
-        -- rewritten (with all its indexes) for every message.
-        update contacts c set last_inbound_at = v_sent
-        where c.id = v_contact
-          and (c.last_inbound_at is null or c.last_inbound_at < v_sent - interval '1 minute');
-
-        select co.timezone into v_timezone from companies co where co.id = v_company;
-        insert into monthly_active_contacts (company_id, month, contact_id, first_active_at, reason)
-        values (v_company, date_trunc('month', v_sent at time zone v_timezone)::date, v_contact,
-                v_sent, 'INBOUND_MESSAGE')
-        on conflict do nothing;
+        -- "Last contacted by them" to the minute, and the month's activity: a contact writing
+        -- in bursts is not rewritten (with all its indexes) for every message. Every
+        -- timezone's month starts on a quarter hour, so the first message in a new quarter
+        -- hour always looks again, and no month is missed.
+        if v_last is null or v_sent >= v_last + interval '1 minute'
+           or floor(extract(epoch from v_sent) / 900) <> floor(extract(epoch from v_last) / 900) then
+            update contacts c set last_inbound_at = v_sent
+            where c.id = v_contact and (c.last_inbound_at is null or c.last_inbound_at < v_sent);
+            select co.timezone into v_timezone from companies co where co.id = v_company;
+            insert into monthly_active_contacts (company_id, month, contact_id, first_active_at, reason)
+            values (v_company, date_trunc('month', v_sent at time zone v_timezone)::date, v_contact,
+                    v_sent, 'INBOUND_MESSAGE')
+            on conflict do nothing;
+        end if;
 
         if (v_opened and v_conv.team_id is not null and exists (
                 select 1 from team_routing r
@@ -338,24 +342,15 @@ returns table (message_id uuid, conversation_id uuid, contact_id uuid,
                     now() + interval '30 seconds');
         end if;
 
-        -- The events conversations::graphql subscribers and the chat widget listen for, in
-        -- the shape of events::Event; a row too large for a notification is left out (the
-        -- subscriber then reads it).
+        -- The event conversations::graphql subscribers and the chat widget listen for, in
+        -- the shape of events::Event (a new message also means the conversation changed).
+        -- It names the rows rather than carry them: PostgreSQL's notification queue is
+        -- small, and kilobytes per message made it a bottleneck.
         v_scope := jsonb_build_object('team_id', v_conv.team_id, 'assignee_id', v_conv.assignee_id,
                                       'mentioned', to_jsonb(v_conv.mentioned_user_ids));
-        v_event := jsonb_build_object('company_id', v_company, 'type', 'message_added',
-            'conversation_id', v_conversation, 'message_id', p_message_id, 'scope', v_scope,
-            'contact_id', v_contact, 'message', v_message);
-        if octet_length(v_event::text) > 7000 then
-            v_event := v_event - 'message';
-        end if;
-        perform pg_notify('obrol_events', v_event::text);
-        v_event := jsonb_build_object('company_id', v_company, 'type', 'conversation_updated',
-            'conversation_id', v_conversation, 'scope', v_scope, 'conversation', to_jsonb(v_conv));
-        if octet_length(v_event::text) > 7000 then
-            v_event := v_event - 'conversation';
-        end if;
-        perform pg_notify('obrol_events', v_event::text);
+        perform pg_notify('obrol_events', jsonb_build_object('company_id', v_company,
+            'type', 'message_added', 'conversation_id', v_conversation,
+            'message_id', p_message_id, 'scope', v_scope, 'contact_id', v_contact)::text);
 
         return query select p_message_id, v_conversation, v_contact, v_created, v_opened, false,
             v_route_job;

@@ -925,14 +925,20 @@ impl ConversationsSubscription {
                 if event.company_id != company {
                     return None;
                 }
-                let EventKind::ConversationUpdated {
-                    conversation_id,
-                    scope,
-                    conversation,
-                    ..
-                } = event.kind
-                else {
-                    return None;
+                // A new message changes its conversation too (last message, unread count).
+                let (conversation_id, scope, conversation) = match event.kind {
+                    EventKind::ConversationUpdated {
+                        conversation_id,
+                        scope,
+                        conversation,
+                        ..
+                    } => (conversation_id, scope, conversation),
+                    EventKind::MessageAdded {
+                        conversation_id,
+                        scope,
+                        ..
+                    } => (conversation_id, scope, None),
+                    _ => return None,
                 };
                 if only.is_some_and(|c| c != conversation_id) || !access.allows(&scope) {
                     return None;
@@ -969,14 +975,19 @@ impl ConversationsSubscription {
                 if event.company_id != company {
                     return None;
                 }
-                let EventKind::ConversationUpdated {
-                    conversation_id,
-                    scope,
-                    previous,
-                    conversation,
-                } = event.kind
-                else {
-                    return None;
+                let (conversation_id, scope, previous, conversation) = match event.kind {
+                    EventKind::ConversationUpdated {
+                        conversation_id,
+                        scope,
+                        previous,
+                        conversation,
+                    } => (conversation_id, scope, previous, conversation),
+                    EventKind::MessageAdded {
+                        conversation_id,
+                        scope,
+                        ..
+                    } => (conversation_id, scope, None, None),
+                    _ => return None,
                 };
                 let sees = access.allows(&scope);
                 let saw = previous

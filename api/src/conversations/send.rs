@@ -17,10 +17,7 @@ use serde_json::{json, Value as Json};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{
-    publish_message, publish_updated, ConversationRow, MessageRow, CONVERSATION_COLUMNS,
-    MESSAGE_COLUMNS,
-};
+use super::{publish_message, ConversationRow, MessageRow, CONVERSATION_COLUMNS, MESSAGE_COLUMNS};
 use crate::app::AppState;
 use crate::auth::{Actor, ApiScope, Role};
 use crate::channels::model::{Choice, MediaKind, OutboundContent, OutboundMessage};
@@ -205,8 +202,8 @@ async fn queue(
         .bind(conversation.contact_id)
         .execute(&mut *conn)
         .await?;
+    // Subscribers take a new message as a change of its conversation too.
     publish_message(conn, company_id, &row, &message).await?;
-    publish_updated(conn, company_id, &row, None).await?;
     Ok((message, row))
 }
 
