@@ -149,7 +149,7 @@ impl Registrar {
         let response = request
             .send()
             .await
-            .map_err(|e| format!("{} unreachable: {e}", kind.as_db()))?;
+            .map_err(|e| format!("{} unreachable: {}", kind.as_db(), e.without_url()))?;
         let status = response.status();
         let body: Json = response.json().await.unwrap_or(Json::Null);
         // Telegram answers {"ok": false, ...} and Viber {"status": n} with n > 0 on errors.

@@ -53,9 +53,10 @@ impl<K: std::hash::Hash + Eq + Copy> Buckets<K> {
         let Ok(mut buckets) = self.buckets.lock() else {
             return false;
         };
-        if buckets.len() > 100_000 {
-            let full = self.capacity * self.refill_seconds;
-            buckets.retain(|_, (_, at)| at.elapsed().as_secs_f64() < full);
+        // A bound rather than an eviction policy (see webhook.rs): a flood of keys resets
+        // the buckets instead of slowing every request.
+        if buckets.len() >= 100_000 {
+            buckets.clear();
         }
         let now = Instant::now();
         let (tokens, at) = buckets.entry(key).or_insert((self.capacity, now));
@@ -467,6 +468,15 @@ async fn serve(state: AppState, visitor: Visitor, mut socket: WebSocket) {
                     Err(_) => break,
                 };
                 if event.company_id != visitor.company_id {
+                    continue;
+                }
+                // The account was disconnected or its allowed websites changed: the visitor
+                // reconnects (and is checked again) or is refused.
+                if let EventKind::ChannelAccountChanged { account_id } = &event.kind {
+                    if *account_id == visitor.channel_account_id {
+                        let _ = socket.send(WsMessage::Close(None)).await;
+                        break;
+                    }
                     continue;
                 }
                 let EventKind::MessageAdded { message_id, contact_id: Some(contact), message, .. } = event.kind else {

@@ -623,6 +623,27 @@ pub async fn merge(
         .bind(merged_id)
         .execute(&mut *tx)
         .await?;
+    // Conversations and their messages move too. A contact has one open conversation at
+    // most: when both have one, the merged contact's is closed first (its messages stay).
+    sqlx::query(
+        "update conversations set status = 'CLOSED', closed_at = now(), updated_at = now()
+         where contact_id = $2 and status = 'OPEN'
+           and exists (select 1 from conversations where contact_id = $1 and status = 'OPEN')",
+    )
+    .bind(keep_id)
+    .bind(merged_id)
+    .execute(&mut *tx)
+    .await?;
+    for table in ["conversations", "messages", "widget_visitors"] {
+        // The table names are the fixed list above.
+        sqlx::query(&format!(
+            "update {table} set contact_id = $1 where contact_id = $2"
+        ))
+        .bind(keep_id)
+        .bind(merged_id)
+        .execute(&mut *tx)
+        .await?;
+    }
     store::delete(&mut tx, merged_id).await?;
 
     // What the kept contact lacks, from the merged one.

@@ -837,15 +837,67 @@ async fn load_message(state: &AppState, company: Uuid, id: Uuid) -> Option<Messa
     row
 }
 
-/// The subscriber's rights, read once when the subscription starts.
-async fn access_of(ctx: &Context<'_>) -> ApiResult<(AppState, Uuid, Access)> {
+/// How long a subscription trusts the rights it last read (role, teams, the company's Staff
+/// visibility); a demoted user or one removed from a team stops receiving within this.
+const ACCESS_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A subscriber's rights, read again when they are older than `ACCESS_REFRESH`.
+#[derive(Clone)]
+struct LiveAccess {
+    state: AppState,
+    company: Uuid,
+    user: Uuid,
+    current: std::sync::Arc<tokio::sync::Mutex<(std::time::Instant, Access)>>,
+}
+
+impl LiveAccess {
+    async fn get(&self) -> Access {
+        let mut current = self.current.lock().await;
+        if current.0.elapsed() >= ACCESS_REFRESH {
+            match self.reload().await {
+                Ok(access) => *current = (std::time::Instant::now(), access),
+                // Better to say nothing than to say too much.
+                Err(_) => {
+                    current.1 = Access {
+                        me: self.user,
+                        admin: false,
+                        my_teams: Vec::new(),
+                        own_only: true,
+                    }
+                }
+            }
+        }
+        current.1.clone()
+    }
+
+    async fn reload(&self) -> ApiResult<Access> {
+        let mut tx = self.state.db.tenant(self.company).await?;
+        let role: Option<String> = sqlx::query_scalar("select role from users where id = $1")
+            .bind(self.user)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let role = role.ok_or_else(|| ApiError::not_found("user"))?;
+        let access = Access::of_user(&mut tx, self.user, Role::from_db(&role)).await?;
+        tx.commit().await?;
+        Ok(access)
+    }
+}
+
+/// The subscriber's rights as the subscription starts.
+async fn access_of(ctx: &Context<'_>) -> ApiResult<(AppState, Uuid, LiveAccess)> {
     let actor = actor(ctx)?;
     actor.require(Role::Staff, ApiScope::ConversationsRead)?;
     let state = state(ctx).clone();
     let mut tx = state.db.tenant(actor.company_id).await?;
     let access = Access::of(&mut tx, actor).await?;
     tx.commit().await?;
-    Ok((state, actor.company_id, access))
+    let live = LiveAccess {
+        state: state.clone(),
+        company: actor.company_id,
+        user: actor.user_id(),
+        current: std::sync::Arc::new(tokio::sync::Mutex::new((std::time::Instant::now(), access))),
+    };
+    Ok((state, actor.company_id, live))
 }
 
 #[derive(Default)]
@@ -867,13 +919,14 @@ impl ConversationsSubscription {
         let events = BroadcastStream::new(state.events.subscribe());
         let loader_state = state.clone();
         let messages = events.filter_map(move |event| {
-            let access = access.clone();
+            let live = access.clone();
             let state = loader_state.clone();
             async move {
                 let event = event.ok()?;
                 if event.company_id != company {
                     return None;
                 }
+                let access = live.get().await;
                 let (conversation, message, scope, carried) = match event.kind {
                     EventKind::MessageAdded {
                         conversation_id,
@@ -918,13 +971,14 @@ impl ConversationsSubscription {
         let events = BroadcastStream::new(state.events.subscribe());
         let loader_state = state.clone();
         let updates = events.filter_map(move |event| {
-            let access = access.clone();
+            let live = access.clone();
             let state = loader_state.clone();
             async move {
                 let event = event.ok()?;
                 if event.company_id != company {
                     return None;
                 }
+                let access = live.get().await;
                 // A new message changes its conversation too (last message, unread count).
                 let (conversation_id, scope, conversation) = match event.kind {
                     EventKind::ConversationUpdated {
@@ -968,13 +1022,14 @@ impl ConversationsSubscription {
         let events = BroadcastStream::new(state.events.subscribe());
         let loader_state = state.clone();
         let changes = events.filter_map(move |event| {
-            let access = access.clone();
+            let live = access.clone();
             let state = loader_state.clone();
             async move {
                 let event = event.ok()?;
                 if event.company_id != company {
                     return None;
                 }
+                let access = live.get().await;
                 let (conversation_id, scope, previous, conversation) = match event.kind {
                     EventKind::ConversationUpdated {
                         conversation_id,
@@ -1007,6 +1062,14 @@ impl ConversationsSubscription {
                     Some(row) => *row,
                     None => load_conversation(&state, company, conversation_id).await?,
                 };
+                // It may have moved between the event and this read.
+                if !access.allows(&row.scope()) {
+                    return Some(InboxChange {
+                        conversation_id: to_id(conversation_id),
+                        visible: false,
+                        conversation: None,
+                    });
+                }
                 Some(InboxChange {
                     conversation_id: to_id(conversation_id),
                     visible: true,

@@ -307,6 +307,8 @@ async fn set_assignee(
     sqlx::query_as(&format!(
         "update conversations c set assignee_id = $2, team_id = $3,
              assigned_at = case when $2::uuid is null then null else now() end,
+             routing_team_id = case when $2::uuid is null then c.routing_team_id end,
+             routing_asked_at = case when $2::uuid is null then c.routing_asked_at end,
              queued_at = null, updated_at = now()
          where c.id = $1 returning {CONVERSATION_COLUMNS}"
     ))
@@ -509,6 +511,10 @@ async fn on_answer(
     let Some(asking_team) = row.routing_team_id else {
         return Ok(None);
     };
+    // Someone took the conversation meanwhile: the question no longer decides anything.
+    if row.assignee_id.is_some() {
+        return Ok(None);
+    }
     let Some(routing) = routing_of(conn, asking_team, false).await? else {
         return Ok(None);
     };
@@ -654,7 +660,12 @@ pub async fn assign(
         json!({ "assigneeId": user_id, "teamId": team, "method": "MANUAL" }),
     )
     .await?;
-    jobs::cancel_matching(&mut tx, &[REASSIGN_JOB], "conversation_id", &id.to_string()).await?;
+    let timers: &[&str] = if user_id.is_some() {
+        &[REASSIGN_JOB, NUDGE_JOB]
+    } else {
+        &[REASSIGN_JOB]
+    };
+    jobs::cancel_matching(&mut tx, timers, "conversation_id", &id.to_string()).await?;
     publish_updated(&mut tx, actor.company_id, &row, Some(before.scope())).await?;
     // A conversation handed to a team without an agent takes that team's routing.
     let row = match (user_id, team_id) {
@@ -680,7 +691,7 @@ pub async fn claim(state: &AppState, actor: &Actor, id: Uuid) -> ApiResult<Conve
     }
     let row: Option<ConversationRow> = sqlx::query_as(&format!(
         "update conversations c set assignee_id = $2, assigned_at = now(), queued_at = null,
-             updated_at = now()
+             routing_team_id = null, routing_asked_at = null, updated_at = now()
          where c.id = $1 and c.assignee_id is null and c.status = 'OPEN'
          returning {CONVERSATION_COLUMNS}"
     ))
@@ -702,6 +713,7 @@ pub async fn claim(state: &AppState, actor: &Actor, id: Uuid) -> ApiResult<Conve
         json!({ "assigneeId": actor.user_id(), "method": "CLAIM" }),
     )
     .await?;
+    jobs::cancel_matching(&mut tx, &[NUDGE_JOB], "conversation_id", &id.to_string()).await?;
     publish_updated(&mut tx, actor.company_id, &row, Some(before.scope())).await?;
     tx.commit().await?;
     Ok(row)
@@ -955,14 +967,31 @@ impl Timers {
         let still_theirs = row.is_open()
             && row.assignee_id == Some(assignee)
             && row.assigned_at.map(|a| a.timestamp_micros())
-                == assigned_at.map(|a| a.timestamp_micros())
-            && row.awaiting_reply_since.is_some();
-        let Some(team) = row.team_id.filter(|_| still_theirs) else {
+                == assigned_at.map(|a| a.timestamp_micros());
+        let (Some(team), Some(waiting_since)) = (
+            row.team_id.filter(|_| still_theirs),
+            row.awaiting_reply_since,
+        ) else {
             return Ok(());
         };
         let Some(routing) = routing_of(&mut tx, team, true).await? else {
             return Ok(());
         };
+        // The contact must have waited the whole time: a message written a moment ago
+        // gets its own full wait.
+        let wait = chrono::Duration::minutes(routing.reassign_after_minutes.unwrap_or(0) as i64);
+        let due = waiting_since + wait;
+        if due > Utc::now() + chrono::Duration::seconds(1) {
+            jobs::enqueue_at(
+                &mut tx,
+                job.company_id,
+                REASSIGN_JOB,
+                job.payload.clone(),
+                due,
+            )
+            .await?;
+            return tx.commit().await;
+        }
         if routing.method() == RoutingMethod::RoundRobin {
             assign_next(&mut tx, job.company_id, row, &routing, Some(assignee)).await?;
         }

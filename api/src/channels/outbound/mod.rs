@@ -48,6 +48,9 @@ pub struct SendError {
     pub retryable: bool,
     /// The provider's Retry-After, when it gave one.
     pub retry_after: Option<Duration>,
+    /// The request may have reached the provider (a timeout, a connection lost after it was
+    /// sent): sending again could deliver the message twice.
+    pub maybe_delivered: bool,
     /// The provider's code and message, for the agent ("131047: Re-engagement message").
     pub reason: String,
 }
@@ -58,6 +61,7 @@ impl SendError {
         SendError {
             retryable: false,
             retry_after: None,
+            maybe_delivered: false,
             reason: reason.into(),
         }
     }
@@ -67,7 +71,16 @@ impl SendError {
         SendError {
             retryable: true,
             retry_after,
+            maybe_delivered: false,
             reason: reason.into(),
+        }
+    }
+
+    /// No answer after the request went out: the provider may have taken the message.
+    pub fn unknown(reason: impl Into<String>) -> Self {
+        SendError {
+            maybe_delivered: true,
+            ..SendError::retryable(reason, None)
         }
     }
 
@@ -234,12 +247,13 @@ async fn read_capped(mut response: reqwest::Response) -> Vec<u8> {
 fn transport_error(error: reqwest::Error) -> SendError {
     if error.is_builder() {
         SendError::permanent("the request could not be built from the channel's credentials")
-    } else if error.is_timeout() {
-        SendError::retryable("the provider did not answer in time", None)
     } else if error.is_connect() {
+        // Nothing was sent: trying again is safe.
         SendError::retryable("could not connect to the provider", None)
+    } else if error.is_timeout() {
+        SendError::unknown("the provider did not answer in time")
     } else {
-        SendError::retryable("the connection to the provider failed", None)
+        SendError::unknown("the connection to the provider failed")
     }
 }
 

@@ -1412,7 +1412,7 @@ async fn telegram_flood_control_names_its_wait_in_the_body() {
 }
 
 #[tokio::test]
-async fn timeouts_and_refused_connections_are_retryable_and_name_no_secret() {
+async fn timeouts_may_have_delivered_refused_connections_did_not_and_neither_names_a_secret() {
     let fake = FakeProvider::start().await;
     fake.reply(Reply::json(200, json!({ "ok": true })).after(Duration::from_secs(3)));
     let impatient = Sender::new(Some(fake.base.clone()), Duration::from_millis(300));
@@ -1420,10 +1420,12 @@ async fn timeouts_and_refused_connections_are_retryable_and_name_no_secret() {
     let timeout = send(&impatient, kind, Uuid::now_v7(), &message(kind, text("Hi")))
         .await
         .unwrap_err();
+    // The request went out: the provider may have the message, so it is not "safe to retry".
     assert_eq!(
         timeout,
-        SendError::retryable("the provider did not answer in time", None)
+        SendError::unknown("the provider did not answer in time")
     );
+    assert!(timeout.maybe_delivered);
 
     // A port nobody listens on any more.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1435,6 +1437,7 @@ async fn timeouts_and_refused_connections_are_retryable_and_name_no_secret() {
             .await
             .unwrap_err();
         assert!(error.retryable, "{kind:?}: {error:?}");
+        assert!(!error.maybe_delivered, "nothing was sent: {kind:?}");
         assert!(!error.reason.contains(BOT_TOKEN) && !error.reason.contains("token"));
     }
 }

@@ -266,3 +266,42 @@ async fn rich_whatsapp_messages_keep_their_shape_and_malformed_ones_are_refused(
         .await;
     assert_eq!(obrol_tests::error_code(&response), Some("NOT_FOUND"));
 }
+
+#[tokio::test]
+async fn merging_two_contacts_keeps_both_conversation_histories() {
+    let (app, fake) = spawn().await;
+    let admin = app.sign_up("Merge Chats").await;
+    let whatsapp = connect(&app, &fake, &admin, "WHATSAPP").await;
+    let telegram = connect(&app, &fake, &admin, "TELEGRAM").await;
+    // The same person writes on WhatsApp and on Telegram: two contacts, two open chats.
+    let a = whatsapp.text(&app, 1, 1, "Hi on WhatsApp", now());
+    assert_eq!(post(&app, &whatsapp, &a).await.0, 200);
+    let b = telegram.text(&app, 2, 2, "Hi on Telegram", now());
+    assert_eq!(post(&app, &telegram, &b).await.0, 200);
+    let both = conversations(&app, &admin, json!({})).await;
+    assert_eq!(both.len(), 2);
+    let keep = both[0]["contact"]["id"].clone();
+    let merged = both[1]["contact"]["id"].clone();
+    app.gql_ok(
+        Some(&admin.token),
+        "mutation($k: ID!, $m: ID!) { mergeContacts(keepId: $k, mergedId: $m) { id } }",
+        json!({ "k": keep, "m": merged }),
+    )
+    .await;
+    let after = conversations(&app, &admin, json!({ "contactId": keep })).await;
+    assert_eq!(after.len(), 2, "no conversation is lost");
+    let open: Vec<&serde_json::Value> = after.iter().filter(|c| c["status"] == "OPEN").collect();
+    assert_eq!(open.len(), 1, "one open conversation per contact");
+    let texts: Vec<String> = after
+        .iter()
+        .flat_map(messages)
+        .map(|m| m["text"].as_str().unwrap().to_string())
+        .collect();
+    assert!(texts.contains(&"Hi on WhatsApp".to_string()));
+    assert!(texts.contains(&"Hi on Telegram".to_string()));
+    // The merged person's next Telegram message continues with the kept contact.
+    let c = telegram.text(&app, 2, 3, "Still me", now());
+    assert_eq!(post(&app, &telegram, &c).await.0, 200);
+    let later = conversations(&app, &admin, json!({ "contactId": keep, "status": "OPEN" })).await;
+    assert_eq!(later.len(), 1);
+}

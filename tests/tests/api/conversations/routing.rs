@@ -197,6 +197,12 @@ async fn a_capped_team_queues_conversations_and_reassigns_silent_agents() {
     .await
     .unwrap();
     assert_eq!(timers, 1, "assignment set a reassignment timer");
+    // Five minutes pass with the contact waiting.
+    sqlx::query("update conversations set awaiting_reply_since = now() - interval '6 minutes' where id = $1::uuid")
+        .bind(mine[0]["id"].as_str().unwrap())
+        .execute(&mut db)
+        .await
+        .unwrap();
     sqlx::query("update jobs set run_at = now() where kind = 'conversation.reassign'")
         .execute(&mut db)
         .await
