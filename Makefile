@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: bench-knowledge run test bootstrap build fmt lint bench schema clean-test-db
+.PHONY: bench-knowledge bench-webhooks run test bootstrap build fmt lint bench schema clean-test-db
 
 bootstrap:
 	@bash scripts/bootstrap
@@ -36,3 +36,6 @@ bench: bootstrap
 
 bench-knowledge: bootstrap
 	bash scripts/bench-knowledge
+
+bench-webhooks: bootstrap
+	bash scripts/bench-webhooks
