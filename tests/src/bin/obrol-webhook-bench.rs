@@ -276,7 +276,16 @@ async fn main() {
     // Warm-up: every sender writes once, so their contacts and conversations exist (the
     // steady state of a busy inbox: most messages come from people already talking), then
     // the tables are vacuumed and analysed, as autovacuum would after the first minute.
-    let warm = run_step(&http, &url, 500, senders.div_ceil(500), 0, senders, &arrivals).await;
+    let warm = run_step(
+        &http,
+        &url,
+        500,
+        senders.div_ceil(500),
+        0,
+        senders,
+        &arrivals,
+    )
+    .await;
     println!("warm-up: {} of {} answered", warm.ok, warm.sent);
     let mut superuser = app.db.superuser().await.unwrap();
     sqlx::query("vacuum analyze contacts, contact_identities, conversations, messages, monthly_active_contacts")
