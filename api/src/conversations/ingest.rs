@@ -51,6 +51,10 @@ pub async fn store(
         let row = store_message(state.db.pool(), company_id, account_id, kind, message).await?;
         tally(&mut summary, &mut routes, &row);
     } else {
+        // Messages in sender order (each sender's own order kept), so that two batches
+        // naming the same contacts lock their conversations in the same order.
+        let mut events = events;
+        events.sort_by(|a, b| sender(a).cmp(&sender(b)));
         let mut tx = state.db.tenant(company_id).await?;
         let mut notices = Vec::new();
         for event in events {
@@ -98,6 +102,14 @@ pub async fn store(
         }
     }
     Ok(summary)
+}
+
+/// The sender of a message event; other events sort first, in their order.
+fn sender(event: &InboundEvent) -> Option<&str> {
+    match event {
+        InboundEvent::Message(message) => Some(message.from.as_str()),
+        _ => None,
+    }
 }
 
 fn tally(summary: &mut Summary, routes: &mut Vec<(Uuid, Uuid, Uuid)>, row: &Ingested) {

@@ -532,6 +532,9 @@ pub async fn mark_read(state: &AppState, actor: &Actor, id: Uuid) -> ApiResult<C
     Ok(row)
 }
 
+/// The most people one conversation's notes may mention.
+pub const MAX_MENTIONED: usize = 50;
+
 /// An internal note; `mentions` are users of the company, who then see the conversation in
 /// their inbox.
 pub async fn add_note(
@@ -562,6 +565,18 @@ pub async fn add_note(
     let known = crate::users::store::by_ids(&mut tx, &mentions).await?;
     if known.len() != mentions.len() {
         return Err(ApiError::not_found("mentioned user"));
+    }
+    // Who is mentioned travels in every event about the conversation, which must stay small.
+    let mut everyone = before.mentioned_user_ids.clone();
+    everyone.extend(
+        mentions
+            .iter()
+            .filter(|m| !before.mentioned_user_ids.contains(m)),
+    );
+    if everyone.len() > MAX_MENTIONED {
+        return Err(ApiError::validation(format!(
+            "a conversation can mention at most {MAX_MENTIONED} people"
+        )));
     }
     let message: MessageRow = sqlx::query_as(&format!(
         "insert into messages as m (id, company_id, conversation_id, contact_id, direction, sender_type,

@@ -616,6 +616,28 @@ async fn a_subscriber_on_another_process_receives_a_message_posted_to_the_first(
     assert_eq!(conversation["lastMessagePreview"], "Posted to node one");
     assert_eq!(conversation["unreadCount"], 1);
 
+    // A claim made on node one reaches a conversationUpdated subscriber on node two.
+    let id = conversation["id"].as_str().unwrap().to_string();
+    let mut updates = Subscription::start(
+        &second.url,
+        Some(&admin.token),
+        &format!("subscription {{ conversationUpdated(id: \"{id}\") {{ id assignee {{ id }} }} }}"),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.gql_ok(Some(&admin.token), CLAIM, json!({ "id": id }))
+        .await;
+    let updated = updates.next(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(
+        updated["payload"]["data"]["conversationUpdated"]["assignee"]["id"],
+        admin.user_id.as_str(),
+        "{updated}"
+    );
+    // The claim also shows in the inbox subscription.
+    let claimed = inbox.next(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(claimed["payload"]["data"]["inboxChanged"]["visible"], true);
+
     // Another company's subscriber hears nothing of it.
     let other = app.sign_up("Elsewhere").await;
     let mut stranger = Subscription::start(
