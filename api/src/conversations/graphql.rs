@@ -900,6 +900,24 @@ async fn access_of(ctx: &Context<'_>) -> ApiResult<(AppState, Uuid, LiveAccess)>
     Ok((state, actor.company_id, live))
 }
 
+/// This company's events, each with the subscriber's rights as they now are.
+fn company_events(
+    state: &AppState,
+    company: Uuid,
+    live: LiveAccess,
+) -> impl Stream<Item = (EventKind, Access)> + Send + 'static {
+    BroadcastStream::new(state.events.subscribe()).filter_map(move |event| {
+        let live = live.clone();
+        async move {
+            let event = event.ok()?;
+            if event.company_id != company {
+                return None;
+            }
+            Some((event.kind, live.get().await))
+        }
+    })
+}
+
 #[derive(Default)]
 pub struct ConversationsSubscription;
 
@@ -916,18 +934,10 @@ impl ConversationsSubscription {
             .map(|id| parse_id(&id, "conversation"))
             .transpose()?;
         let (state, company, access) = access_of(ctx).await?;
-        let events = BroadcastStream::new(state.events.subscribe());
-        let loader_state = state.clone();
-        let messages = events.filter_map(move |event| {
-            let live = access.clone();
-            let state = loader_state.clone();
+        let messages = company_events(&state, company, access).filter_map(move |(kind, access)| {
+            let state = state.clone();
             async move {
-                let event = event.ok()?;
-                if event.company_id != company {
-                    return None;
-                }
-                let access = live.get().await;
-                let (conversation, message, scope, carried) = match event.kind {
+                let (conversation, message, scope, carried) = match kind {
                     EventKind::MessageAdded {
                         conversation_id,
                         message_id,
@@ -968,19 +978,11 @@ impl ConversationsSubscription {
     ) -> async_graphql::Result<impl Stream<Item = Conversation>> {
         let only = id.map(|id| parse_id(&id, "conversation")).transpose()?;
         let (state, company, access) = access_of(ctx).await?;
-        let events = BroadcastStream::new(state.events.subscribe());
-        let loader_state = state.clone();
-        let updates = events.filter_map(move |event| {
-            let live = access.clone();
-            let state = loader_state.clone();
+        let updates = company_events(&state, company, access).filter_map(move |(kind, access)| {
+            let state = state.clone();
             async move {
-                let event = event.ok()?;
-                if event.company_id != company {
-                    return None;
-                }
-                let access = live.get().await;
                 // A new message changes its conversation too (last message, unread count).
-                let (conversation_id, scope, conversation) = match event.kind {
+                let (conversation_id, scope, conversation) = match kind {
                     EventKind::ConversationUpdated {
                         conversation_id,
                         scope,
@@ -1019,18 +1021,10 @@ impl ConversationsSubscription {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<impl Stream<Item = InboxChange>> {
         let (state, company, access) = access_of(ctx).await?;
-        let events = BroadcastStream::new(state.events.subscribe());
-        let loader_state = state.clone();
-        let changes = events.filter_map(move |event| {
-            let live = access.clone();
-            let state = loader_state.clone();
+        let changes = company_events(&state, company, access).filter_map(move |(kind, access)| {
+            let state = state.clone();
             async move {
-                let event = event.ok()?;
-                if event.company_id != company {
-                    return None;
-                }
-                let access = live.get().await;
-                let (conversation_id, scope, previous, conversation) = match event.kind {
+                let (conversation_id, scope, previous, conversation) = match kind {
                     EventKind::ConversationUpdated {
                         conversation_id,
                         scope,
