@@ -106,6 +106,27 @@ create policy messages_tenant on messages
     using (company_id = app_company_id()) with check (company_id = app_company_id());
 grant select, insert, update, delete on messages to obrol_app;
 
+-- A delivery status that arrived before the send job recorded the provider's id for the
+-- message (fast providers answer the webhook first): applied when the id is recorded.
+create table pending_statuses (
+    company_id uuid not null references companies (id) on delete cascade,
+    channel_account_id uuid not null references channel_accounts (id) on delete cascade,
+    provider_message_id text not null,
+    status text not null check (status in ('SENT', 'DELIVERED', 'READ', 'FAILED')),
+    failure_reason text,
+    status_at timestamptz not null,
+    created_at timestamptz not null default now()
+);
+
+create index pending_statuses_key on pending_statuses (channel_account_id, provider_message_id);
+create index pending_statuses_age on pending_statuses (created_at);
+
+alter table pending_statuses enable row level security;
+alter table pending_statuses force row level security;
+create policy pending_statuses_tenant on pending_statuses
+    using (company_id = app_company_id()) with check (company_id = app_company_id());
+grant select, insert, delete on pending_statuses to obrol_app;
+
 -- Opened, closed, reopened, assigned, routed ...: what automation and reports read.
 create table conversation_events (
     id uuid primary key,

@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::channels::model::{InboundEvent, InboundMessage, StatusUpdate};
+use crate::channels::model::{DeliveryStatus, InboundEvent, InboundMessage, StatusUpdate};
 use crate::channels::ChannelType;
 
 /// What one delivery changed.
@@ -72,6 +72,8 @@ pub async fn store(
                         {
                             notices.push(event);
                         }
+                    } else {
+                        keep_for_later(&mut tx, company_id, account_id, &update).await?;
                     }
                 }
                 InboundEvent::ReadUpTo { from, up_to } => {
@@ -194,6 +196,75 @@ pub async fn apply_status(
     .bind(update.at)
     .fetch_optional(conn)
     .await
+}
+
+/// A status for a provider id no message has yet: the send job may not have recorded the
+/// id when a fast provider reported on it. Kept for a day, applied by `apply_pending`.
+async fn keep_for_later(
+    conn: &mut PgConnection,
+    company_id: Uuid,
+    account_id: Uuid,
+    update: &StatusUpdate,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into pending_statuses (company_id, channel_account_id, provider_message_id, status,
+             failure_reason, status_at)
+         select $1, $2, $3, $4, $5, $6
+         where not exists (select 1 from messages
+                           where channel_account_id = $2 and provider_message_id = $3)",
+    )
+    .bind(company_id)
+    .bind(account_id)
+    .bind(&update.provider_message_id)
+    .bind(update.status.as_db())
+    .bind(
+        update
+            .reason
+            .as_deref()
+            .map(|r| r.chars().take(500).collect::<String>()),
+    )
+    .bind(update.at)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("delete from pending_statuses where created_at < now() - interval '1 day'")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Applies the statuses that arrived for `provider_id` before it was recorded, in order.
+pub async fn apply_pending(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    provider_id: &str,
+) -> sqlx::Result<bool> {
+    let pending: Vec<(String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
+        "delete from pending_statuses where channel_account_id = $1 and provider_message_id = $2
+         returning status, failure_reason, status_at",
+    )
+    .bind(account_id)
+    .bind(provider_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut changed = false;
+    let mut pending = pending;
+    pending.sort_by_key(|(_, _, at)| *at);
+    for (status, reason, at) in pending {
+        let status = match status.as_str() {
+            "SENT" => DeliveryStatus::Sent,
+            "DELIVERED" => DeliveryStatus::Delivered,
+            "READ" => DeliveryStatus::Read,
+            _ => DeliveryStatus::Failed,
+        };
+        let update = StatusUpdate {
+            provider_message_id: provider_id.to_string(),
+            status,
+            reason,
+            at,
+        };
+        changed |= apply_status(conn, account_id, &update).await?.is_some();
+    }
+    Ok(changed)
 }
 
 /// Messenger's read watermark: everything we sent the contact before `up_to` is read.

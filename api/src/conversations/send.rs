@@ -587,7 +587,7 @@ impl SendWorker {
             .await;
         match result {
             Ok(sent) => {
-                self.sent(job.company_id, id, sent.provider_message_id)
+                self.sent(job.company_id, account_id, id, sent.provider_message_id)
                     .await?;
                 Ok(Outcome::Done)
             }
@@ -608,21 +608,31 @@ impl SendWorker {
         }
     }
 
+    /// Records the provider's id, then any status the provider reported on it meanwhile.
     async fn sent(
         &self,
         company_id: Uuid,
+        account_id: Uuid,
         id: Uuid,
         provider_id: Option<String>,
     ) -> sqlx::Result<()> {
-        self.finish(
-            company_id,
+        let mut tx = self.state.db.tenant(company_id).await?;
+        sqlx::query(
             "update messages set status = 'SENT', provider_message_id = $2, sent_at = now(),
                  status_at = now(), send_started_at = null
              where id = $1 and status = 'QUEUED'",
-            id,
-            provider_id,
         )
-        .await
+        .bind(id)
+        .bind(&provider_id)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(provider_id) = &provider_id {
+            super::ingest::apply_pending(&mut tx, account_id, provider_id).await?;
+        }
+        if let Some(event) = message_updated(&mut tx, company_id, id).await? {
+            crate::events::publish(&mut tx, &event).await?;
+        }
+        tx.commit().await
     }
 
     async fn fail(&self, company_id: Uuid, id: Uuid, reason: &str) -> sqlx::Result<()> {

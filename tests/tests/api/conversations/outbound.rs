@@ -597,3 +597,39 @@ async fn provider_throttling_is_retried_without_sending_twice_and_refusals_fail_
         "a refusal is not retried"
     );
 }
+
+#[tokio::test]
+async fn a_status_reported_before_the_send_is_recorded_is_applied_when_it_is() {
+    let (app, fake, admin, account) = setup("WHATSAPP").await;
+    let conversation = conversation_with(&app, &admin, &account, 7, now() - 60).await;
+    // The provider will name the message wamid.early, and reports on it before the send job
+    // has written that id down (a fast provider, a slow database).
+    fake.script(
+        "/messages",
+        200,
+        json!({ "messaging_product": "whatsapp", "contacts": [],
+                "messages": [{ "id": "wamid.early" }] }),
+        &[],
+    );
+    let early = account.meta_json(json!({ "object": "whatsapp_business_account", "entry": [{ "id": "1",
+        "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550783881", "phone_number_id": "106540352242922" },
+            "statuses": [
+                { "id": "wamid.early", "status": "delivered", "timestamp": now().to_string(),
+                  "recipient_id": "6281200000007" },
+                { "id": "wamid.early", "status": "read", "timestamp": (now() + 1).to_string(),
+                  "recipient_id": "6281200000007" }
+            ] } }] }] }));
+    assert_eq!(post(&app, &account, &early).await.0, 200);
+    let sent = send(
+        &app,
+        &admin,
+        json!({ "conversationId": conversation, "text": "Here it is" }),
+    )
+    .await;
+    let id = sent["data"]["sendMessage"]["id"].as_str().unwrap();
+    status_is(&app, &admin, &conversation, id, "READ").await;
+    let message = settled(&app, &admin, &conversation, id).await;
+    assert_eq!(message["providerMessageId"], "wamid.early");
+}
