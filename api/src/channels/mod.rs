@@ -339,17 +339,7 @@ pub async fn disconnect(state: &AppState, actor: &Actor, id: Uuid) -> ApiResult<
         Entry::new("CHANNEL_DISCONNECTED").target("channel_account", id),
     )
     .await?;
-    crate::events::publish(
-        &mut tx,
-        &crate::events::Event {
-            company_id: actor.company_id,
-            kind: crate::events::EventKind::ChannelAccountChanged { account_id: id },
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    // This node forgets at once; the others when the event reaches them.
-    state.webhook_accounts.forget(id);
+    commit_account_change(state, tx, actor.company_id, id).await?;
     Ok(id)
 }
 
@@ -455,15 +445,27 @@ pub async fn set_widget_origins(
             .details(json!({ "origins": clean })),
     )
     .await?;
+    commit_account_change(state, tx, actor.company_id, id).await?;
+    Ok(row)
+}
+
+/// Commits a change to account `id` and makes every node read it again: this node forgets
+/// its cached copy at once, the others when the event reaches them.
+async fn commit_account_change(
+    state: &AppState,
+    mut tx: crate::db::TenantTx,
+    company_id: Uuid,
+    id: Uuid,
+) -> ApiResult<()> {
     crate::events::publish(
         &mut tx,
         &crate::events::Event {
-            company_id: actor.company_id,
+            company_id,
             kind: crate::events::EventKind::ChannelAccountChanged { account_id: id },
         },
     )
     .await?;
     tx.commit().await?;
     state.webhook_accounts.forget(id);
-    Ok(row)
+    Ok(())
 }
