@@ -259,6 +259,14 @@ impl App {
             1,
             knowledge.job_lease,
         );
+        // Contacts' files, copied from the providers.
+        let _fetchers = crate::jobs::Workers::start(
+            state.db.clone(),
+            vec![crate::conversations::attachments::FETCH_JOB.to_string()],
+            crate::conversations::attachments::handler(state.clone()),
+            2,
+            knowledge.job_lease,
+        );
         let _registrations = crate::jobs::Workers::start(
             state.db.clone(),
             vec![crate::channels::setup::REGISTER_JOB.to_string()],
@@ -432,6 +440,7 @@ fn router(http: HttpState, max_body_bytes: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/downloads/{token}", get(download))
+        .route("/media/{token}/{name}", get(media))
         .route("/webhooks/{channel}/{id}", get(webhook).post(webhook))
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
         // Added after the layer, so outside it: /graphql applies its own limits (JSON vs.
@@ -622,6 +631,14 @@ async fn download(
     axum::extract::Path(token): axum::extract::Path<String>,
 ) -> Response {
     crate::contacts::export::serve(http.app.clone(), &token).await
+}
+
+/// A file of a conversation, by capability link (see conversations/attachments.rs).
+async fn media(
+    State(http): State<HttpState>,
+    path: axum::extract::Path<(String, String)>,
+) -> Response {
+    crate::conversations::attachments::serve(State(http.app.clone()), path).await
 }
 
 /// A provider's webhook delivery (see channels/webhook.rs).

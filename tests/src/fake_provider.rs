@@ -55,6 +55,7 @@ struct Scripted {
 struct Inner {
     requests: Mutex<Vec<Recorded>>,
     script: Mutex<VecDeque<Scripted>>,
+    files: Mutex<Vec<(String, String, Vec<u8>)>>,
     counter: AtomicU64,
 }
 
@@ -87,6 +88,16 @@ impl FakeProvider {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         });
+    }
+
+    /// GET requests whose path contains `path_contains` get this file, every time (a
+    /// provider's media storage).
+    pub fn serve_file(&self, path_contains: &str, content_type: &str, bytes: Vec<u8>) {
+        self.inner.files.lock().unwrap().push((
+            path_contains.to_string(),
+            content_type.to_string(),
+            bytes,
+        ));
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -134,6 +145,16 @@ async fn answer(
     };
     let json_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     inner.requests.lock().unwrap().push(recorded);
+    if method == Method::GET {
+        let files = inner.files.lock().unwrap();
+        if let Some((_, content_type, bytes)) = files.iter().find(|(p, _, _)| path.contains(p)) {
+            return (
+                [(axum::http::header::CONTENT_TYPE, content_type.clone())],
+                bytes.clone(),
+            )
+                .into_response();
+        }
+    }
     let scripted = {
         let mut script = inner.script.lock().unwrap();
         let at = script.iter().position(|s| path.contains(&s.path_contains));

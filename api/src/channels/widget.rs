@@ -336,8 +336,21 @@ async fn history(state: &AppState, visitor: &Visitor) -> sqlx::Result<Vec<Json>>
     tx.commit().await?;
     Ok(rows
         .into_iter()
-        .map(|(id, direction, text, content, at)| frame(id, &direction, &text, content, at))
+        .map(|(id, direction, text, mut content, at)| {
+            with_link(state, visitor, &mut content);
+            frame(id, &direction, &text, content, at)
+        })
         .collect())
+}
+
+/// A file the business sent gets a link the visitor's browser can open.
+fn with_link(state: &AppState, visitor: &Visitor, content: &mut Json) {
+    crate::conversations::attachments::with_link(
+        state,
+        visitor.company_id,
+        content,
+        crate::conversations::attachments::SHARE_TTL,
+    );
 }
 
 fn frame(id: Uuid, direction: &str, text: &str, content: Json, at: chrono::DateTime<Utc>) -> Json {
@@ -524,13 +537,9 @@ async fn outbound_frame(
         }
     };
     (row.direction == "OUTBOUND").then(|| {
-        frame(
-            row.id,
-            "OUTBOUND",
-            &row.preview,
-            row.content,
-            row.created_at,
-        )
+        let mut content = row.content;
+        with_link(state, visitor, &mut content);
+        frame(row.id, "OUTBOUND", &row.preview, content, row.created_at)
     })
 }
 

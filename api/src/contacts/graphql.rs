@@ -1,7 +1,7 @@
 //! GraphQL for contacts, their custom properties and labels.
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
-use async_graphql::{Context, InputObject, Json, MaybeUndefined, Object, SimpleObject, ID};
+use async_graphql::{Context, Enum, InputObject, Json, MaybeUndefined, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
@@ -1033,6 +1033,48 @@ impl ContactMedia {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+
+    /// The message the file came or went with.
+    async fn message_id(&self) -> Option<ID> {
+        self.0.message_id.map(to_id)
+    }
+
+    async fn status(&self) -> FileStatus {
+        match self.0.status.as_str() {
+            "PENDING" => FileStatus::Pending,
+            "FAILED" => FileStatus::Failed,
+            _ => FileStatus::Ready,
+        }
+    }
+
+    /// Why a contact's file could not be fetched from the provider.
+    async fn failure_reason(&self) -> Option<&str> {
+        self.0.failure_reason.as_deref()
+    }
+
+    /// A link to the file that works for an hour, for whoever holds it (null until READY).
+    async fn url(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
+        if self.0.status != "READY" {
+            return Ok(None);
+        }
+        Ok(Some(crate::conversations::attachments::link(
+            state(ctx),
+            actor(ctx)?.company_id,
+            self.0.id,
+            &self.0.file_name,
+            crate::conversations::attachments::READ_TTL,
+        )))
+    }
+}
+
+/// Where a file is.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileStatus {
+    /// Being fetched from the provider.
+    Pending,
+    Ready,
+    /// Could not be fetched; see `failureReason`.
+    Failed,
 }
 
 #[derive(InputObject)]

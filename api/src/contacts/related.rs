@@ -404,10 +404,16 @@ pub struct MediaRow {
     pub size_bytes: i64,
     pub object_key: String,
     pub created_at: DateTime<Utc>,
+    /// The message the file came with or went out with, if any.
+    pub message_id: Option<Uuid>,
+    /// READY; PENDING while a contact's file is still being fetched from the provider;
+    /// FAILED with `failure_reason` when it could not be.
+    pub status: String,
+    pub failure_reason: Option<String>,
 }
 
-const MEDIA_COLUMNS: &str =
-    "id, contact_id, file_name, content_type, size_bytes, object_key, created_at";
+pub const MEDIA_COLUMNS: &str = "id, contact_id, file_name, content_type, size_bytes, object_key, \
+     created_at, message_id, status, failure_reason";
 
 /// Stores a file shared with or about a contact (conversations add theirs the same way).
 pub async fn attach_media(

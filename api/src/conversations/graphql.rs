@@ -1,7 +1,9 @@
 //! GraphQL for conversations, messages, templates and routing.
 
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, Subscription, ID};
+use async_graphql::{
+    Context, Enum, InputObject, Json, Object, SimpleObject, Subscription, Upload, ID,
+};
 use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
@@ -21,7 +23,7 @@ use crate::contacts::graphql::Contact;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{ConversationScope, EventKind};
 use crate::graphql::connection::{page_request, Totals, DEFAULT_PAGE, MAX_PAGE};
-use crate::graphql::loaders::UserById;
+use crate::graphql::loaders::{FilesOfMessage, UserById};
 use crate::graphql::ws::while_authorized;
 use crate::graphql::{actor, loader, parse_id, state, to_id};
 use crate::teams::graphql::Team;
@@ -297,6 +299,24 @@ impl Message {
         Json(self.0.content.clone())
     }
 
+    /// The message's file, if it has one: a contact's file is PENDING until it has been
+    /// fetched from the provider (or FAILED, with the reason).
+    async fn attachments(
+        &self,
+        ctx: &Context<'_>,
+    ) -> ApiResult<Vec<crate::contacts::graphql::ContactMedia>> {
+        if self.0.content.get("kind").and_then(Value::as_str) != Some("MEDIA") {
+            return Ok(Vec::new());
+        }
+        Ok(loader(ctx)?
+            .load_one(FilesOfMessage(self.0.id))
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(crate::contacts::graphql::ContactMedia)
+            .collect())
+    }
+
     /// A line of text: the body, a caption, or a short description of what it is.
     async fn text(&self) -> &str {
         &self.0.preview
@@ -505,6 +525,10 @@ pub struct SendMessageInput {
     /// Messenger: a human agent's reply up to 7 days after the contact's last message.
     #[graphql(default)]
     pub human_agent_tag: bool,
+    /// A file (GraphQL multipart upload, up to 20 MB and the channel's own limit), sent with
+    /// `text` as its caption. One per message.
+    #[graphql(default)]
+    pub attachments: Vec<Upload>,
 }
 
 #[derive(InputObject)]
@@ -677,6 +701,7 @@ impl ConversationsMutation {
     /// the channel's window (WINDOW_CLOSED says what is allowed), what it can carry, and its
     /// limits (VALIDATION). The message is QUEUED, then SENT, DELIVERED, READ or FAILED.
     async fn send_message(&self, ctx: &Context<'_>, input: SendMessageInput) -> ApiResult<Message> {
+        let files = input.attachments;
         let input = SendInput {
             conversation_id: parse_id(&input.conversation_id, "conversation")?,
             text: input.text,
@@ -690,7 +715,24 @@ impl ConversationsMutation {
             list_button: input.list_button,
             list_options: choices(input.list_options),
             human_agent_tag: input.human_agent_tag,
+            attachments: Vec::new(),
         };
+        let mut input = input;
+        for file in files {
+            let content_type = file.value(ctx).ok().and_then(|v| v.content_type.clone());
+            let (name, bytes) = crate::knowledge::graphql::read_upload(ctx, file).await?;
+            if bytes.len() as u64 > obrol_knowledge::limits::MAX_BYTES {
+                return Err(ApiError::validation(format!(
+                    "{name} is larger than {} MB, the most a message's file may be",
+                    obrol_knowledge::limits::MAX_BYTES / (1024 * 1024)
+                )));
+            }
+            input.attachments.push(super::attachments::Upload {
+                name,
+                content_type,
+                bytes,
+            });
+        }
         let row = super::send::send_message(state(ctx), actor(ctx)?, input).await?;
         Ok(Message(row))
     }

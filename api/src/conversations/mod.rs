@@ -5,6 +5,7 @@
 //! arrive through `ingest` (webhooks), outbound ones leave through `send` (a durable job per
 //! message), and `routing` decides who gets a new conversation.
 
+pub mod attachments;
 pub mod graphql;
 pub mod ingest;
 pub mod routing;

@@ -17,6 +17,7 @@ use serde_json::{json, Value as Json};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::attachments::{Stored, Upload};
 use super::{publish_message, ConversationRow, MessageRow, CONVERSATION_COLUMNS, MESSAGE_COLUMNS};
 use crate::app::AppState;
 use crate::auth::{Actor, ApiScope, Role};
@@ -130,6 +131,8 @@ struct Draft<'a> {
     human_agent_tag: bool,
     /// The widget has no provider: a live-chat message is delivered by the event itself.
     live_chat: bool,
+    /// The stored file a media message carries (its link is made when it is sent).
+    file: Option<&'a Stored>,
 }
 
 async fn queue(
@@ -144,6 +147,7 @@ async fn queue(
         preview,
         human_agent_tag,
         live_chat,
+        file,
     } = draft;
     let (sender_type, sender_user) = match sender {
         SenderKind::User(id) => ("USER", Some(id)),
@@ -152,6 +156,11 @@ async fn queue(
     let mut stored = content_json(content);
     if human_agent_tag {
         stored["humanAgentTag"] = Json::Bool(true);
+    }
+    if let (Some(file), Some(fields)) = (file, stored.as_object_mut()) {
+        // Links expire: the sender and the widget make a fresh one from the file's id.
+        fields.remove("url");
+        fields.insert("attachmentId".into(), Json::String(file.id.to_string()));
     }
     let status = if live_chat { "SENT" } else { "QUEUED" };
     let message: MessageRow = sqlx::query_as(&format!(
@@ -173,6 +182,10 @@ async fn queue(
     .bind(status)
     .fetch_one(&mut *conn)
     .await?;
+    if let Some(file) = file {
+        super::attachments::record(conn, company_id, conversation.contact_id, message.id, file)
+            .await?;
+    }
     if !live_chat {
         sqlx::query(
             "insert into jobs (id, company_id, kind, payload, max_attempts) values ($1, $2, $3, $4, $5)",
@@ -244,6 +257,7 @@ pub async fn queue_system(
             preview: &preview,
             human_agent_tag: false,
             live_chat: kind == ChannelType::LiveChat,
+            file: None,
         },
     )
     .await?;
@@ -282,6 +296,8 @@ pub struct SendInput {
     pub list_button: Option<String>,
     pub list_options: Vec<Choice>,
     pub human_agent_tag: bool,
+    /// Files to send (one per message); `text` becomes the caption.
+    pub attachments: Vec<Upload>,
 }
 
 const MAX_TEXT: usize = 4096;
@@ -326,11 +342,22 @@ pub async fn send_message(
             ))
         }
     };
+    let mut uploads = input.attachments;
+    if uploads.len() > 1 {
+        return Err(ApiError::validation(
+            "a message carries one file; send the others as messages of their own",
+        ));
+    }
+    let upload = uploads.pop();
     let mut template_body = None;
     let content = if let Some(template_id) = input.template_id {
-        if text.is_some() || !input.quick_replies.is_empty() || !input.list_options.is_empty() {
+        if text.is_some()
+            || !input.quick_replies.is_empty()
+            || !input.list_options.is_empty()
+            || upload.is_some()
+        {
             return Err(ApiError::validation(
-                "a template message carries only its variables; leave text and buttons empty",
+                "a template message carries only its variables; leave text, buttons and files empty",
             ));
         }
         let template = super::templates::by_id(&mut tx, template_id)
@@ -358,9 +385,45 @@ pub async fn send_message(
             language: template.language,
             variables: input.template_variables.clone(),
         }
+    } else if let Some(upload) = &upload {
+        if !input.quick_replies.is_empty() || !input.list_options.is_empty() {
+            return Err(ApiError::validation(
+                "a file goes without buttons; send the options as a message of their own",
+            ));
+        }
+        let (name, content_type, media) = super::attachments::describe(upload);
+        let size = upload.bytes.len() as u64;
+        let max = outbound::max_media_bytes(kind, media);
+        if size == 0 {
+            return Err(ApiError::validation(format!("the file {name} is empty")));
+        }
+        if size > max {
+            return Err(ApiError::validation(format!(
+                "{} takes files of this kind ({}) up to {}; {name} is {}",
+                outbound::channel_name(kind),
+                media.as_str().to_ascii_lowercase(),
+                megabytes(max),
+                megabytes(size),
+            )));
+        }
+        OutboundContent::Media {
+            media,
+            // The link is made when the message is sent; this one shows its shape to the
+            // channel's checks (LINE fetches only over HTTPS).
+            url: super::attachments::link(
+                state,
+                actor.company_id,
+                Uuid::nil(),
+                &name,
+                super::attachments::SHARE_TTL,
+            ),
+            mime_type: content_type,
+            filename: Some(name),
+            caption: text,
+        }
     } else {
         let body = text.ok_or_else(|| {
-            ApiError::validation("a message needs text (or an approved template)")
+            ApiError::validation("a message needs text, a file or an approved template")
         })?;
         match (
             input.quick_replies.is_empty(),
@@ -428,32 +491,57 @@ pub async fn send_message(
     )?;
     outbound::check_message(kind, &probe).map_err(ApiError::validation)?;
     let preview = preview_of(&content, template_body.as_deref());
-    let (message, _) = queue(
-        &mut tx,
-        actor.company_id,
-        &conversation,
-        Draft {
-            sender: SenderKind::User(actor.user_id()),
-            content: &content,
-            preview: &preview,
-            human_agent_tag: input.human_agent_tag,
-            live_chat: kind == ChannelType::LiveChat,
-        },
-    )
-    .await?;
-    if conversation.source == "CONTACT" {
-        mac::record_active(
+    let file = match upload {
+        Some(upload) => {
+            Some(super::attachments::put(state, actor.company_id, conversation.id, upload).await?)
+        }
+        None => None,
+    };
+    let queued = async {
+        let (message, _) = queue(
             &mut tx,
             actor.company_id,
-            conversation.contact_id,
-            ActiveReason::Conversation,
-            Utc::now(),
+            &conversation,
+            Draft {
+                sender: SenderKind::User(actor.user_id()),
+                content: &content,
+                preview: &preview,
+                human_agent_tag: input.human_agent_tag,
+                live_chat: kind == ChannelType::LiveChat,
+                file: file.as_ref(),
+            },
         )
         .await?;
+        if conversation.source == "CONTACT" {
+            mac::record_active(
+                &mut tx,
+                actor.company_id,
+                conversation.contact_id,
+                ActiveReason::Conversation,
+                Utc::now(),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok::<_, ApiError>(message)
     }
-    tx.commit().await?;
+    .await;
+    if let (Err(_), Some(file)) = (&queued, &file) {
+        super::attachments::discard(state, file).await;
+    }
+    let message = queued?;
     state.outbox.notify_waiters();
     Ok(message)
+}
+
+/// "1.5 MB", "20 MB".
+fn megabytes(bytes: u64) -> String {
+    let mb = bytes as f64 / (1024.0 * 1024.0);
+    if mb.fract() == 0.0 {
+        format!("{mb:.0} MB")
+    } else {
+        format!("{mb:.1} MB")
+    }
 }
 
 /// The send worker.
@@ -550,6 +638,13 @@ impl SendWorker {
                 Json::Object(map) => map,
                 _ => return None,
             };
+            let mut content = content.clone();
+            super::attachments::with_link(
+                &self.state,
+                job.company_id,
+                &mut content,
+                super::attachments::SHARE_TTL,
+            );
             Some((credentials, content_from_json(&content)?, to?))
         })();
         let Some((credentials, content, to)) = prepared else {

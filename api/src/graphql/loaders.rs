@@ -160,3 +160,39 @@ impl Loader<LabelById> for TenantLoader {
             .collect())
     }
 }
+
+/// Key: the files of a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FilesOfMessage(pub Uuid);
+
+impl Loader<FilesOfMessage> for TenantLoader {
+    type Value = Vec<crate::contacts::related::MediaRow>;
+    type Error = ApiError;
+
+    async fn load(
+        &self,
+        keys: &[FilesOfMessage],
+    ) -> Result<HashMap<FilesOfMessage, Self::Value>, ApiError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let mut tx = self.db.tenant(self.company_id).await?;
+        let rows: Vec<crate::contacts::related::MediaRow> = sqlx::query_as(&format!(
+            "select {} from contact_media where message_id = any($1) order by id",
+            crate::contacts::related::MEDIA_COLUMNS
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut grouped: HashMap<FilesOfMessage, Self::Value> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        for row in rows {
+            if let Some(message) = row.message_id {
+                grouped
+                    .entry(FilesOfMessage(message))
+                    .or_default()
+                    .push(row);
+            }
+        }
+        Ok(grouped)
+    }
+}

@@ -7,8 +7,8 @@ use serde_json::{json, Value as Json};
 use super::super::model::{Choice, MediaKind, OutboundContent, OutboundMessage};
 use super::{credential, describe, non_empty, Answer, Credentials, SendError, Sender, Sent};
 
-const GRAPH_BASE: &str = "https://graph.facebook.com";
-const GRAPH_VERSION: &str = "v21.0";
+pub(super) const GRAPH_BASE: &str = "https://graph.facebook.com";
+pub(super) const GRAPH_VERSION: &str = "v21.0";
 
 /// Meta error codes that mean "slow down" or "try again later". The Graph API sends most of
 /// them with HTTP 400, so the status alone would make them permanent: 1 and 2 (temporary API

@@ -6,6 +6,7 @@
 //! answer back into `Sent` or `SendError`. Nothing here logs: requests carry credentials and
 //! message bodies, and error reasons are built only from the provider's code and message.
 
+mod download;
 mod line;
 mod meta;
 mod rules;
@@ -31,6 +32,8 @@ use uuid::Uuid;
 
 use super::model::{OutboundContent, OutboundMessage};
 use super::ChannelType;
+
+pub use download::Downloaded;
 
 pub type Credentials = Map<String, Json>;
 
@@ -107,6 +110,16 @@ impl std::error::Error for SendError {}
 /// queued: the error says what the channel allows.
 pub fn check(kind: ChannelType, content: &OutboundContent) -> Result<(), String> {
     rules::check(kind, content)
+}
+
+/// How the channel is named to agents ("WhatsApp", "live chat").
+pub fn channel_name(kind: ChannelType) -> &'static str {
+    rules::channel_name(kind)
+}
+
+/// The largest file `kind` takes as `media` (the providers' documented limits).
+pub fn max_media_bytes(kind: ChannelType, media: super::model::MediaKind) -> u64 {
+    rules::max_media_bytes(kind, media)
 }
 
 /// Checks a whole message: its content (as `check`), its recipient, and the HUMAN_AGENT tag,

@@ -174,6 +174,30 @@ fn check_text(kind: ChannelType, text: &str) -> Result<(), String> {
     })
 }
 
+const MB: u64 = 1024 * 1024;
+
+/// The largest file a channel takes, by what it is (WhatsApp's media limits, Telegram's for
+/// files sent by URL, Twilio's for MMS, ...). Live chat takes what the upload limit allows.
+pub(super) fn max_media_bytes(kind: ChannelType, media: MediaKind) -> u64 {
+    match (kind, media) {
+        (ChannelType::Whatsapp, MediaKind::Image) => 5 * MB,
+        (ChannelType::Whatsapp, MediaKind::Sticker) => MB / 2,
+        (ChannelType::Whatsapp, MediaKind::Video | MediaKind::Audio) => 16 * MB,
+        (ChannelType::Whatsapp, MediaKind::Document) => 100 * MB,
+        (ChannelType::Messenger, _) => 25 * MB,
+        (ChannelType::Instagram, MediaKind::Image) => 8 * MB,
+        (ChannelType::Instagram, _) => 25 * MB,
+        (ChannelType::Telegram, MediaKind::Image) => 5 * MB,
+        (ChannelType::Telegram, _) => 20 * MB,
+        (ChannelType::Line, _) => 10 * MB,
+        (ChannelType::Viber, MediaKind::Image) => MB,
+        (ChannelType::Viber, _) => 50 * MB,
+        (ChannelType::Sms, _) => 5 * MB,
+        (ChannelType::Wechat, _) => 10 * MB,
+        (ChannelType::LiveChat, _) => 100 * MB,
+    }
+}
+
 fn check_media(
     kind: ChannelType,
     media: MediaKind,

@@ -8,7 +8,7 @@ use serde_json::{json, Value as Json};
 use super::super::model::{Choice, MediaKind, OutboundContent, OutboundMessage};
 use super::{credential, describe, non_empty, Answer, Credentials, SendError, Sender, Sent};
 
-const TELEGRAM_BASE: &str = "https://api.telegram.org";
+pub(super) const TELEGRAM_BASE: &str = "https://api.telegram.org";
 
 /// Sends with the method the content needs. The id returned is "<chat_id>:<message_id>",
 /// as the inbound side names Telegram messages (message ids are unique per chat only).

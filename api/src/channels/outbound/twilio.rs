@@ -6,7 +6,7 @@ use serde_json::Value as Json;
 use super::super::model::{OutboundContent, OutboundMessage};
 use super::{credential, describe, non_empty, Answer, Credentials, SendError, Sender, Sent};
 
-const TWILIO_BASE: &str = "https://api.twilio.com";
+pub(super) const TWILIO_BASE: &str = "https://api.twilio.com";
 
 /// Sends from the account's number; `status_url` becomes the message's StatusCallback, where
 /// Twilio reports sent / delivered / failed.

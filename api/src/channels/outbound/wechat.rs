@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::super::model::{OutboundContent, OutboundMessage};
 use super::{credential, describe, Answer, Credentials, SendError, Sender, Sent};
 
-const WECHAT_BASE: &str = "https://api.weixin.qq.com";
+pub(super) const WECHAT_BASE: &str = "https://api.weixin.qq.com";
 /// The token is invalid (40001, 40014) or has expired (42001): fetch a new one and retry.
 const TOKEN_REJECTED: &[i64] = &[40001, 40014, 42001];
 /// "System busy".
@@ -30,17 +30,17 @@ pub(super) struct TokenCache {
     slots: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<Option<CachedToken>>>>>,
 }
 
-struct CachedToken {
+pub(super) struct CachedToken {
     /// The app the token belongs to: new credentials for the account need a new token.
     app_id: String,
     token: String,
     refresh_at: Instant,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<CachedToken>>>;
+pub(super) type Slot = Arc<tokio::sync::Mutex<Option<CachedToken>>>;
 
 impl TokenCache {
-    fn slot(&self, account_id: Uuid) -> Slot {
+    pub(super) fn slot(&self, account_id: Uuid) -> Slot {
         let mut slots = self
             .slots
             .lock()
@@ -90,7 +90,7 @@ pub(super) async fn send(
 
 /// The account's token: the cached one while it is fresh, else a new one from
 /// `GET /cgi-bin/token`.
-async fn access_token(
+pub(super) async fn access_token(
     sender: &Sender,
     slot: &Slot,
     app_id: &str,
@@ -143,7 +143,7 @@ async fn access_token(
 
 /// WeChat's `errcode` (absent means 0). An answer that is not WeChat's JSON, or not HTTP 2xx,
 /// fails here.
-fn errcode(answer: &Answer) -> Result<i64, SendError> {
+pub(super) fn errcode(answer: &Answer) -> Result<i64, SendError> {
     if !answer.status.is_success() {
         return Err(SendError::from_status(
             answer.status,
@@ -164,7 +164,7 @@ fn errcode(answer: &Answer) -> Result<i64, SendError> {
         .unwrap_or(0))
 }
 
-fn reason(answer: &Answer, code: i64) -> String {
+pub(super) fn reason(answer: &Answer, code: i64) -> String {
     let message = answer.body.get("errmsg").and_then(Json::as_str);
     describe(Some(code.to_string()), message, answer.status)
 }

@@ -2,6 +2,7 @@
 //! checked at a fake provider, windows, routing and real-time delivery.
 
 mod inbound;
+mod media;
 mod outbound;
 mod routing;
 mod widget;
