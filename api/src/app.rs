@@ -65,6 +65,8 @@ pub struct AppState {
     pub address: SocketAddr,
     /// The chat widget's per-visitor and per-address rate limits in this process.
     pub widget_limits: Arc<crate::channels::widget::Limits>,
+    /// Rows that every subscriber of an event needs, read once on this node.
+    pub shared_reads: Arc<crate::conversations::reads::SharedReads>,
 }
 
 impl AppState {
@@ -342,6 +344,7 @@ impl App {
             outbox: Arc::new(tokio::sync::Notify::new()),
             address,
             widget_limits: Arc::default(),
+            shared_reads: Arc::default(),
         };
 
         let demo = if database.cluster.is_some() && state.config.seed_demo {

@@ -50,6 +50,9 @@ pub struct ChannelsConfig {
     pub send_workers: usize,
     /// Limit on one provider call (`OBROL_PROVIDER_TIMEOUT_SECONDS`).
     pub provider_timeout: Duration,
+    /// Reverse proxies in front of this server (`OBROL_TRUSTED_PROXIES`, comma-separated
+    /// addresses): from them, the client's address is read from `X-Forwarded-For`.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Where knowledge vectors come from.
@@ -167,6 +170,9 @@ impl Config {
                 .filter(|v| !v.is_empty()),
             send_workers: parse_env("OBROL_SEND_WORKERS", 4)?,
             provider_timeout: Duration::from_secs(parse_env("OBROL_PROVIDER_TIMEOUT_SECONDS", 15)?),
+            trusted_proxies: trusted_proxies(
+                &std::env::var("OBROL_TRUSTED_PROXIES").unwrap_or_default(),
+            )?,
         };
         Ok(Self {
             channels,
@@ -199,4 +205,20 @@ fn parse_env<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> 
             .map_err(|_| anyhow::anyhow!("{name} has an invalid value: '{raw}'")),
         _ => Ok(default),
     }
+}
+
+/// `OBROL_TRUSTED_PROXIES`: addresses separated by commas (or spaces).
+fn trusted_proxies(value: &str) -> anyhow::Result<Vec<std::net::IpAddr>> {
+    value
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            part.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "OBROL_TRUSTED_PROXIES: '{part}' is not an IP address (list the proxies' \
+                     addresses, separated by commas)"
+                )
+            })
+        })
+        .collect()
 }

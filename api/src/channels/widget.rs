@@ -219,7 +219,8 @@ pub async fn create_session(
             }
         }
     }
-    if !state.widget_limits.sessions.take(peer.ip()) {
+    let client = client_address(&state.config.channels.trusted_proxies, peer.ip(), &headers);
+    if !state.widget_limits.sessions.take(client) {
         return with_cors(
             error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -604,5 +605,64 @@ async fn handle(state: &AppState, visitor: &Visitor, text: &str) -> Json {
             tracing::error!(error = %err, "storing a widget message");
             refuse("INTERNAL", "not stored; send it again", Some(&client_id))
         }
+    }
+}
+
+/// The visitor's address: the peer's, unless the peer is a trusted proxy, in which case the
+/// nearest address in `X-Forwarded-For` that is not a trusted proxy (addresses further left
+/// were written by the client and prove nothing).
+fn client_address(
+    trusted: &[std::net::IpAddr],
+    peer: std::net::IpAddr,
+    headers: &HeaderMap,
+) -> std::net::IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map_while(|part| part.trim().parse().ok())
+        .collect();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|address| !trusted.contains(address))
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
+        let proxy: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let peer_outside: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "198.51.100.7, 192.0.2.1".parse().unwrap(),
+        );
+        // Straight from the internet, the header is the client's word: ignored.
+        assert_eq!(
+            client_address(&[proxy], peer_outside, &headers),
+            peer_outside
+        );
+        // From the proxy, the address the proxy saw (the last one) is the client's.
+        assert_eq!(
+            client_address(&[proxy], proxy, &headers),
+            "192.0.2.1".parse::<std::net::IpAddr>().unwrap()
+        );
+        // Chained trusted proxies are skipped.
+        let edge: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            client_address(&[proxy, edge], proxy, &headers),
+            "198.51.100.7".parse::<std::net::IpAddr>().unwrap()
+        );
+        // No header: the proxy's own address.
+        assert_eq!(client_address(&[proxy], proxy, &HeaderMap::new()), proxy);
     }
 }

@@ -2,7 +2,8 @@
 
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{
-    Context, Enum, InputObject, Json, Object, SimpleObject, Subscription, Upload, ID,
+    Context, Enum, ErrorExtensions, InputObject, Json, Object, SimpleObject, Subscription, Upload,
+    ID,
 };
 use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
@@ -872,6 +873,27 @@ async fn load_conversation(state: &AppState, company: Uuid, id: Uuid) -> Option<
     row
 }
 
+/// The conversation an event is about: the row it carries, else the row as read after the
+/// event's new message (once for all subscribers), else the row as it is now.
+async fn conversation_row(
+    state: &AppState,
+    company: Uuid,
+    id: Uuid,
+    carried: Option<Box<ConversationRow>>,
+    after: Option<Uuid>,
+) -> Option<ConversationRow> {
+    match (carried, after) {
+        (Some(row), _) => Some(*row),
+        (None, Some(message)) => {
+            state
+                .shared_reads
+                .conversation_after(state, company, id, message)
+                .await
+        }
+        (None, None) => load_conversation(state, company, id).await,
+    }
+}
+
 async fn load_message(state: &AppState, company: Uuid, id: Uuid) -> Option<MessageRow> {
     let mut tx = state.db.tenant(company).await.ok()?;
     let row = super::message_by_id(&mut tx, id).await.ok()?;
@@ -942,22 +964,57 @@ async fn access_of(ctx: &Context<'_>) -> ApiResult<(AppState, Uuid, LiveAccess)>
     Ok((state, actor.company_id, live))
 }
 
-/// This company's events, each with the subscriber's rights as they now are.
+/// What a subscription hears: this company's events, each with the subscriber's rights as
+/// they now are, or that it fell behind.
+enum Feed {
+    Event(EventKind, Access),
+    /// The node's event buffer moved on before this subscriber read `n` events.
+    Missed(u64),
+}
+
 fn company_events(
     state: &AppState,
     company: Uuid,
     live: LiveAccess,
-) -> impl Stream<Item = (EventKind, Access)> + Send + 'static {
+) -> impl Stream<Item = Feed> + Send + 'static {
     BroadcastStream::new(state.events.subscribe()).filter_map(move |event| {
         let live = live.clone();
         async move {
-            let event = event.ok()?;
-            if event.company_id != company {
-                return None;
+            match event {
+                Ok(event) if event.company_id == company => {
+                    Some(Feed::Event(event.kind, live.get().await))
+                }
+                Ok(_) => None,
+                Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+                    Some(Feed::Missed(n))
+                }
             }
-            Some((event.kind, live.get().await))
         }
     })
+}
+
+/// The error a subscriber gets, as its last item, when it fell behind: its view may be
+/// missing changes, so it should subscribe again and reload rather than go on quietly.
+fn missed(n: u64) -> async_graphql::Error {
+    async_graphql::Error::new(format!(
+        "this subscription fell behind and missed {n} events; subscribe again and reload"
+    ))
+    .extend_with(|_, e| e.set("code", "EVENTS_MISSED"))
+}
+
+/// Ends `stream` after its first error.
+fn until_error<T: Send + 'static>(
+    stream: impl Stream<Item = async_graphql::Result<T>> + Send + 'static,
+) -> impl Stream<Item = async_graphql::Result<T>> + Send + 'static {
+    stream
+        .scan(false, |ended, item| {
+            if *ended {
+                return std::future::ready(None);
+            }
+            *ended = item.is_err();
+            std::future::ready(Some(item))
+        })
+        .fuse()
 }
 
 #[derive(Default)]
@@ -971,41 +1028,48 @@ impl ConversationsSubscription {
         &self,
         ctx: &Context<'_>,
         conversation_id: Option<ID>,
-    ) -> async_graphql::Result<impl Stream<Item = Message>> {
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Message>>> {
         let only = conversation_id
             .map(|id| parse_id(&id, "conversation"))
             .transpose()?;
         let (state, company, access) = access_of(ctx).await?;
-        let messages = company_events(&state, company, access).filter_map(move |(kind, access)| {
+        let messages = company_events(&state, company, access).filter_map(move |feed| {
             let state = state.clone();
             async move {
-                let (conversation, message, scope, carried) = match kind {
+                let (kind, access) = match feed {
+                    Feed::Event(kind, access) => (kind, access),
+                    Feed::Missed(n) => return Some(Err(missed(n))),
+                };
+                let (conversation, message, scope, carried, added) = match kind {
                     EventKind::MessageAdded {
                         conversation_id,
                         message_id,
                         scope,
                         message,
                         ..
-                    } => (conversation_id, message_id, scope, message),
+                    } => (conversation_id, message_id, scope, message, true),
                     EventKind::MessageUpdated {
                         conversation_id,
                         message_id,
                         scope,
-                    } => (conversation_id, message_id, scope, None),
+                    } => (conversation_id, message_id, scope, None, false),
                     _ => return None,
                 };
                 if only.is_some_and(|c| c != conversation) || !access.allows(&scope) {
                     return None;
                 }
-                match carried {
-                    Some(row) => Some(Message(*row)),
-                    None => load_message(&state, company, message).await.map(Message),
-                }
+                let row = match carried {
+                    Some(row) => Some(*row),
+                    // A new message is the same row for every subscriber: read once per node.
+                    None if added => state.shared_reads.message(&state, company, message).await,
+                    None => load_message(&state, company, message).await,
+                };
+                row.map(|row| Ok(Message(row)))
             }
         });
         Ok(while_authorized(
             ctx,
-            messages,
+            until_error(messages),
             Role::Staff,
             ApiScope::ConversationsRead,
         ))
@@ -1017,40 +1081,43 @@ impl ConversationsSubscription {
         &self,
         ctx: &Context<'_>,
         id: Option<ID>,
-    ) -> async_graphql::Result<impl Stream<Item = Conversation>> {
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Conversation>>> {
         let only = id.map(|id| parse_id(&id, "conversation")).transpose()?;
         let (state, company, access) = access_of(ctx).await?;
-        let updates = company_events(&state, company, access).filter_map(move |(kind, access)| {
+        let updates = company_events(&state, company, access).filter_map(move |feed| {
             let state = state.clone();
             async move {
+                let (kind, access) = match feed {
+                    Feed::Event(kind, access) => (kind, access),
+                    Feed::Missed(n) => return Some(Err(missed(n))),
+                };
                 // A new message changes its conversation too (last message, unread count).
-                let (conversation_id, scope, conversation) = match kind {
+                let (conversation_id, scope, conversation, after) = match kind {
                     EventKind::ConversationUpdated {
                         conversation_id,
                         scope,
                         conversation,
                         ..
-                    } => (conversation_id, scope, conversation),
+                    } => (conversation_id, scope, conversation, None),
                     EventKind::MessageAdded {
                         conversation_id,
                         scope,
+                        message_id,
                         ..
-                    } => (conversation_id, scope, None),
+                    } => (conversation_id, scope, None, Some(message_id)),
                     _ => return None,
                 };
                 if only.is_some_and(|c| c != conversation_id) || !access.allows(&scope) {
                     return None;
                 }
-                let row = match conversation {
-                    Some(row) => *row,
-                    None => load_conversation(&state, company, conversation_id).await?,
-                };
-                access.allows(&row.scope()).then_some(Conversation(row))
+                let row =
+                    conversation_row(&state, company, conversation_id, conversation, after).await?;
+                access.allows(&row.scope()).then_some(Ok(Conversation(row)))
             }
         });
         Ok(while_authorized(
             ctx,
-            updates,
+            until_error(updates),
             Role::Staff,
             ApiScope::ConversationsRead,
         ))
@@ -1061,23 +1128,28 @@ impl ConversationsSubscription {
     async fn inbox_changed(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<impl Stream<Item = InboxChange>> {
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<InboxChange>>> {
         let (state, company, access) = access_of(ctx).await?;
-        let changes = company_events(&state, company, access).filter_map(move |(kind, access)| {
+        let changes = company_events(&state, company, access).filter_map(move |feed| {
             let state = state.clone();
             async move {
-                let (conversation_id, scope, previous, conversation) = match kind {
+                let (kind, access) = match feed {
+                    Feed::Event(kind, access) => (kind, access),
+                    Feed::Missed(n) => return Some(Err(missed(n))),
+                };
+                let (conversation_id, scope, previous, conversation, after) = match kind {
                     EventKind::ConversationUpdated {
                         conversation_id,
                         scope,
                         previous,
                         conversation,
-                    } => (conversation_id, scope, previous, conversation),
+                    } => (conversation_id, scope, previous, conversation, None),
                     EventKind::MessageAdded {
                         conversation_id,
                         scope,
+                        message_id,
                         ..
-                    } => (conversation_id, scope, None, None),
+                    } => (conversation_id, scope, None, None, Some(message_id)),
                     _ => return None,
                 };
                 let sees = access.allows(&scope);
@@ -1088,34 +1160,32 @@ impl ConversationsSubscription {
                     return None;
                 }
                 if !sees {
-                    return Some(InboxChange {
+                    return Some(Ok(InboxChange {
                         conversation_id: to_id(conversation_id),
                         visible: false,
                         conversation: None,
-                    });
+                    }));
                 }
-                let row = match conversation {
-                    Some(row) => *row,
-                    None => load_conversation(&state, company, conversation_id).await?,
-                };
+                let row =
+                    conversation_row(&state, company, conversation_id, conversation, after).await?;
                 // It may have moved between the event and this read.
                 if !access.allows(&row.scope()) {
-                    return Some(InboxChange {
+                    return Some(Ok(InboxChange {
                         conversation_id: to_id(conversation_id),
                         visible: false,
                         conversation: None,
-                    });
+                    }));
                 }
-                Some(InboxChange {
+                Some(Ok(InboxChange {
                     conversation_id: to_id(conversation_id),
                     visible: true,
                     conversation: Some(Conversation(row)),
-                })
+                }))
             }
         });
         Ok(while_authorized(
             ctx,
-            changes,
+            until_error(changes),
             Role::Staff,
             ApiScope::ConversationsRead,
         ))

@@ -682,8 +682,29 @@ impl SendWorker {
             .await;
         match result {
             Ok(sent) => {
-                self.sent(job.company_id, account_id, id, sent.provider_message_id)
-                    .await?;
+                // The provider has the message: recording that must not fail over a passing
+                // database error, or the job's next attempt would find the send mark and
+                // call the message FAILED. A few tries in place, then the error.
+                let mut wait = std::time::Duration::from_millis(200);
+                for attempt in 1.. {
+                    match self
+                        .sent(
+                            job.company_id,
+                            account_id,
+                            id,
+                            sent.provider_message_id.clone(),
+                        )
+                        .await
+                    {
+                        Ok(()) => break,
+                        Err(err) if attempt < 6 => {
+                            tracing::warn!(error = %err, attempt, "recording a sent message; trying again");
+                            tokio::time::sleep(wait).await;
+                            wait *= 2;
+                        }
+                        Err(err) => return Err(err),
+                    }
+                }
                 Ok(Outcome::Done)
             }
             Err(err) if err.retryable => {

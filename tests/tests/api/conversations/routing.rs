@@ -653,3 +653,64 @@ async fn a_subscriber_on_another_process_receives_a_message_posted_to_the_first(
     assert!(subscription.next(Duration::from_secs(10)).await.is_ok());
     assert!(stranger.next(Duration::from_millis(700)).await.is_err());
 }
+
+/// `obrol_subscriber_reads_total` on the node at `base`.
+async fn subscriber_reads(app: &TestApp, base: &str) -> u64 {
+    let text = app
+        .http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("obrol_subscriber_reads_total "))
+        .map(|n| n.trim().parse::<f64>().unwrap() as u64)
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn subscribers_on_one_node_share_each_new_messages_read() {
+    let (app, fake) = spawn().await;
+    let admin = app.sign_up("Many Agents").await;
+    let account = connect(&app, &fake, &admin, "TELEGRAM").await;
+    let second = app.second_node().await;
+    let mut subscriptions = Vec::new();
+    for _ in 0..3 {
+        for query in [
+            "subscription { messageAdded { id text } }",
+            "subscription { inboxChanged { visible conversation { id lastMessagePreview } } }",
+        ] {
+            subscriptions.push(
+                Subscription::start(&second.url, Some(&admin.token), query)
+                    .await
+                    .unwrap(),
+            );
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = subscriber_reads(&app, &second.url).await;
+    for n in 0..10u64 {
+        let delivery = account.text(&app, n as u32, 100 + n, &format!("Message {n}"), now());
+        assert_eq!(post(&app, &account, &delivery).await.0, 200);
+    }
+    // Every subscriber hears all ten messages ...
+    for subscription in &mut subscriptions {
+        let mut heard = 0;
+        while heard < 10 {
+            let event = subscription.next(Duration::from_secs(10)).await.unwrap();
+            assert!(event["payload"]["errors"].is_null(), "{event}");
+            heard += 1;
+        }
+    }
+    // ... but each message and its conversation were read once on the node, not once per
+    // subscriber (that would be 3 × 10 + 3 × 10 = 60 reads).
+    let reads = subscriber_reads(&app, &second.url).await - before;
+    assert!(
+        reads <= 20,
+        "{reads} reads for 10 messages and 6 subscribers"
+    );
+    assert!(reads >= 10, "{reads}: the messages were read at all");
+}
