@@ -4,8 +4,11 @@
 //! - An agent's file is stored before its message is queued; the provider is handed a link
 //!   to it, which it fetches when it delivers the message.
 //! - A contact's file is named by the webhook (an id or a URL at the provider). Storing the
-//!   message queues a `message.fetch_media` job (a trigger, in the same statement), which
+//!   message queues a `message.fetch_media` job in the same transaction, which
 //!   copies the file here; the message shows it PENDING until then, or FAILED with a reason.
+//!   (A trigger on `messages` did this at first, but PostgreSQL reads and compiles a
+//!   trigger's WHEN clause for every INSERT it runs, text messages included: the hot path
+//!   paid for a rare case.)
 //!
 //! Links are capabilities: `/media/<token>/<file name>`, where the token is the company, the
 //! file and an expiry sealed with the server's key. Nothing is stored per link, a link
@@ -140,6 +143,62 @@ pub async fn record(
     .bind(&file.content_type)
     .bind(file.size)
     .bind(&file.key)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Queues the fetch of a contact's file (`content` is an inbound message's), in the
+/// transaction that stores the message. Anything but media queues nothing.
+pub async fn queue_fetch(
+    conn: &mut PgConnection,
+    company_id: Uuid,
+    contact_id: Uuid,
+    conversation_id: Uuid,
+    message_id: Uuid,
+    content: &Content,
+) -> sqlx::Result<()> {
+    let Content::Media {
+        media,
+        mime_type,
+        filename,
+        ..
+    } = content
+    else {
+        return Ok(());
+    };
+    let id = Uuid::now_v7();
+    let name: String = filename
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| n.chars().filter(|c| !c.is_control()).take(255).collect())
+        .unwrap_or_else(|| media.as_str().to_ascii_lowercase());
+    let content_type = mime_type
+        .as_deref()
+        .filter(|t| t.contains('/') && t.len() <= 100)
+        .unwrap_or("application/octet-stream");
+    sqlx::query(
+        "insert into contact_media (id, company_id, contact_id, message_id, file_name, content_type,
+             size_bytes, object_key, status)
+         values ($1, $2, $3, $4, $5, $6, 0, $7, 'PENDING')",
+    )
+    .bind(id)
+    .bind(company_id)
+    .bind(contact_id)
+    .bind(message_id)
+    .bind(&name)
+    .bind(content_type)
+    .bind(format!("conversation-media/{company_id}/{conversation_id}/{id}"))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "insert into jobs (id, company_id, kind, payload, max_attempts) values ($1, $2, $3, $4, 6)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(company_id)
+    .bind(FETCH_JOB)
+    .bind(serde_json::json!({ "file_id": id.to_string() }))
     .execute(conn)
     .await?;
     Ok(())

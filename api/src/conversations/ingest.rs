@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::channels::model::{DeliveryStatus, InboundEvent, InboundMessage, StatusUpdate};
+use crate::channels::model::{Content, DeliveryStatus, InboundEvent, InboundMessage, StatusUpdate};
 use crate::channels::ChannelType;
 
 /// What one delivery changed.
@@ -24,7 +24,6 @@ pub struct Summary {
 struct Ingested {
     message_id: Uuid,
     conversation_id: Uuid,
-    #[allow(dead_code)]
     contact_id: Uuid,
     #[allow(dead_code)]
     contact_created: bool,
@@ -35,7 +34,8 @@ struct Ingested {
 }
 
 /// Stores `events` from account `account_id` (of type `kind`) for `company_id`. A delivery
-/// of one message (the common case) is one statement; others run in one transaction. The
+/// of one message without a file (the common case) is one statement; others run in one
+/// transaction (a file's fetch job is queued in it). The
 /// routing a message calls for runs right after it is stored (its durable job is the
 /// fallback should this process stop first).
 pub async fn store(
@@ -47,7 +47,11 @@ pub async fn store(
 ) -> sqlx::Result<Summary> {
     let mut summary = Summary::default();
     let mut routes = Vec::new();
-    if let [InboundEvent::Message(message)] = events.as_slice() {
+    let single_text = match events.as_slice() {
+        [InboundEvent::Message(message)] => !matches!(message.content, Content::Media { .. }),
+        _ => false,
+    };
+    if let (true, [InboundEvent::Message(message)]) = (single_text, events.as_slice()) {
         let row = store_message(state.db.pool(), company_id, account_id, kind, message).await?;
         tally(&mut summary, &mut routes, &row);
     } else {
@@ -62,6 +66,19 @@ pub async fn store(
                 InboundEvent::Message(message) => {
                     let row =
                         store_message(&mut *tx, company_id, account_id, kind, &message).await?;
+                    if !row.duplicate {
+                        // The file is fetched after the acknowledgement, by a job queued
+                        // with the message: an acknowledged file is never forgotten.
+                        super::attachments::queue_fetch(
+                            &mut tx,
+                            company_id,
+                            row.contact_id,
+                            row.conversation_id,
+                            row.message_id,
+                            &message.content,
+                        )
+                        .await?;
+                    }
                     tally(&mut summary, &mut routes, &row);
                 }
                 InboundEvent::Status(update) => {
