@@ -619,18 +619,22 @@ fn client_address(
     if !trusted.contains(&peer) {
         return peer;
     }
-    let forwarded: Vec<std::net::IpAddr> = headers
+    let entries: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .map_while(|part| part.trim().parse().ok())
         .collect();
-    forwarded
-        .into_iter()
-        .rev()
-        .find(|address| !trusted.contains(address))
-        .unwrap_or(peer)
+    // From the right: our proxies' entries are skipped; the first other one is the client.
+    // An entry that is not an address means whatever lies left of it is the client's word.
+    for entry in entries.into_iter().rev() {
+        match entry.trim().parse::<std::net::IpAddr>() {
+            Ok(address) if trusted.contains(&address) => continue,
+            Ok(address) => return address,
+            Err(_) => return peer,
+        }
+    }
+    peer
 }
 
 #[cfg(test)]
@@ -664,5 +668,12 @@ mod address_tests {
         );
         // No header: the proxy's own address.
         assert_eq!(client_address(&[proxy], proxy, &HeaderMap::new()), proxy);
+        // A client's junk entry cannot hide the address the proxy saw.
+        let mut junk = HeaderMap::new();
+        junk.insert("x-forwarded-for", "1.2.3.4, x, 192.0.2.1".parse().unwrap());
+        assert_eq!(
+            client_address(&[proxy], proxy, &junk),
+            "192.0.2.1".parse::<std::net::IpAddr>().unwrap()
+        );
     }
 }

@@ -34,6 +34,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::channels::model::{Content, MediaKind};
+use crate::channels::outbound::bare_type;
 use crate::channels::ChannelType;
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::{Handler, Job, Outcome};
@@ -176,8 +177,9 @@ pub async fn queue_fetch(
         .unwrap_or_else(|| media.as_str().to_ascii_lowercase());
     let content_type = mime_type
         .as_deref()
+        .map(bare_type)
         .filter(|t| t.contains('/') && t.len() <= 100)
-        .unwrap_or("application/octet-stream");
+        .unwrap_or_else(|| "application/octet-stream".into());
     sqlx::query(
         "insert into contact_media (id, company_id, contact_id, message_id, file_name, content_type,
              size_bytes, object_key, status)
@@ -188,7 +190,7 @@ pub async fn queue_fetch(
     .bind(contact_id)
     .bind(message_id)
     .bind(&name)
-    .bind(content_type)
+    .bind(&content_type)
     .bind(format!("conversation-media/{company_id}/{conversation_id}/{id}"))
     .execute(&mut *conn)
     .await?;
@@ -318,6 +320,7 @@ pub async fn serve(
     let body = Body::from_stream(object.into_stream().map_err(std::io::Error::other));
     // Pictures, sound and video open in place; anything else (HTML, SVG, scripts) is only
     // ever a download, and nothing served here may run in our origin.
+    let content_type = bare_type(&content_type);
     let inline = matches!(
         media_kind(&content_type),
         MediaKind::Image | MediaKind::Video | MediaKind::Audio
@@ -492,7 +495,7 @@ impl Fetcher {
             return Ok(Outcome::Retry(format!("storing the file: {err}")));
         }
         let mut tx = self.state.db.tenant(job.company_id).await?;
-        sqlx::query(
+        let updated = sqlx::query(
             "update contact_media set status = 'READY', size_bytes = $2, content_type = $3,
                  file_name = $4
              where id = $1 and status = 'PENDING'",
@@ -503,6 +506,13 @@ impl Fetcher {
         .bind(with_extension(name, &content_type))
         .execute(&mut *tx)
         .await?;
+        if updated.rows_affected() == 0 {
+            // The contact was erased (or the file settled) while it was downloading: the
+            // copy just written belongs to nobody.
+            drop(tx);
+            crate::contacts::related::delete_objects(&self.state, &[key]).await;
+            return Ok(Outcome::Done);
+        }
         if let Some(event) =
             super::send::message_updated(&mut tx, job.company_id, message_id).await?
         {
@@ -539,6 +549,7 @@ impl Fetcher {
 
 /// What a channel sends a file of this type as.
 pub fn media_kind(content_type: &str) -> MediaKind {
+    let content_type = bare_type(content_type);
     match content_type.split('/').next().unwrap_or_default() {
         "image" if content_type != "image/svg+xml" => MediaKind::Image,
         "video" => MediaKind::Video,
@@ -599,7 +610,11 @@ fn with_extension(name: String, content_type: &str) -> String {
         return name;
     }
     match TYPES.iter().find(|(_, t)| *t == content_type) {
-        Some((extension, _)) => format!("{name}.{extension}"),
+        Some((extension, _)) => {
+            // Names are at most 255 characters, the extension included.
+            let stem: String = name.chars().take(255 - 1 - extension.len()).collect();
+            format!("{stem}.{extension}")
+        }
         None => name,
     }
 }
@@ -661,8 +676,14 @@ mod tests {
             upload("", Some("audio/ogg; codecs=opus")),
             ("audio.ogg".into(), "audio/ogg".into(), MediaKind::Audio)
         );
-        // An SVG can carry script: it is a document, never a picture shown inline.
+        // An SVG can carry script: it is a document, never a picture shown inline, however
+        // its type is spelt.
         assert_eq!(upload("logo.svg", None).2, MediaKind::Document);
+        assert_eq!(media_kind("IMAGE/SVG+XML; x=1"), MediaKind::Document);
+        // A long name keeps room for its extension.
+        let (name, _, _) = upload(&"n".repeat(300), Some("application/pdf"));
+        assert_eq!(name.chars().count(), 255);
+        assert!(name.ends_with("n.pdf"));
         assert_eq!(
             upload("../../etc/passwd", Some("application/octet-stream")),
             (

@@ -23,6 +23,9 @@ const CAPACITY: usize = 8192;
 
 type Cell<T> = Arc<OnceCell<Option<T>>>;
 
+/// A read that failed (the database): not cached, so the next subscriber tries again.
+struct Failed;
+
 struct Recent<T> {
     cells: HashMap<(Uuid, Uuid), Cell<T>>,
     order: VecDeque<(Uuid, Uuid)>,
@@ -64,15 +67,19 @@ impl SharedReads {
     /// Message `id` of `company`, read once for all subscribers.
     pub async fn message(&self, state: &AppState, company: Uuid, id: Uuid) -> Option<MessageRow> {
         let cell = lock(&self.messages).cell((company, id));
-        cell.get_or_init(|| async {
+        cell.get_or_try_init(|| async {
             metrics::counter!("obrol_subscriber_reads_total").increment(1);
-            let mut tx = state.db.tenant(company).await.ok()?;
-            let row = super::message_by_id(&mut tx, id).await.ok()?;
-            tx.commit().await.ok()?;
-            row
+            let mut tx = state.db.tenant(company).await.map_err(|_| Failed)?;
+            let row = super::message_by_id(&mut tx, id)
+                .await
+                .map_err(|_| Failed)?;
+            tx.commit().await.map_err(|_| Failed)?;
+            Ok::<_, Failed>(row)
         })
         .await
-        .clone()
+        .ok()
+        .cloned()
+        .flatten()
     }
 
     /// Conversation `id` of `company` as it is when read after message `after` was added,
@@ -85,15 +92,17 @@ impl SharedReads {
         after: Uuid,
     ) -> Option<ConversationRow> {
         let cell = lock(&self.conversations).cell((id, after));
-        cell.get_or_init(|| async {
+        cell.get_or_try_init(|| async {
             metrics::counter!("obrol_subscriber_reads_total").increment(1);
-            let mut tx = state.db.tenant(company).await.ok()?;
-            let row = super::by_id(&mut tx, id).await.ok()?;
-            tx.commit().await.ok()?;
-            row
+            let mut tx = state.db.tenant(company).await.map_err(|_| Failed)?;
+            let row = super::by_id(&mut tx, id).await.map_err(|_| Failed)?;
+            tx.commit().await.map_err(|_| Failed)?;
+            Ok::<_, Failed>(row)
         })
         .await
-        .clone()
+        .ok()
+        .cloned()
+        .flatten()
     }
 }
 

@@ -305,9 +305,43 @@ const MAX_TEXT: usize = 4096;
 pub async fn send_message(
     state: &AppState,
     actor: &Actor,
-    input: SendInput,
+    mut input: SendInput,
 ) -> ApiResult<MessageRow> {
     actor.require(Role::Staff, ApiScope::ConversationsWrite)?;
+    let mut uploads = std::mem::take(&mut input.attachments);
+    if uploads.len() > 1 {
+        return Err(ApiError::validation(
+            "a message carries one file; send the others as messages of their own",
+        ));
+    }
+    // The file is stored before the conversation is locked (a large upload must not hold up
+    // the contact's webhooks) and removed again if the message is not queued.
+    let file = match uploads.pop() {
+        Some(upload) if upload.bytes.is_empty() => {
+            return Err(ApiError::validation(format!(
+                "the file {} is empty",
+                upload.name
+            )))
+        }
+        Some(upload) => Some(
+            super::attachments::put(state, actor.company_id, input.conversation_id, upload).await?,
+        ),
+        None => None,
+    };
+    let sent = send_checked(state, actor, input, file.as_ref()).await;
+    if let (Err(_), Some(file)) = (&sent, &file) {
+        super::attachments::discard(state, file).await;
+    }
+    sent
+}
+
+/// `send_message` once its file (if any) is stored.
+async fn send_checked(
+    state: &AppState,
+    actor: &Actor,
+    input: SendInput,
+    file: Option<&Stored>,
+) -> ApiResult<MessageRow> {
     let text = input
         .text
         .as_deref()
@@ -342,19 +376,12 @@ pub async fn send_message(
             ))
         }
     };
-    let mut uploads = input.attachments;
-    if uploads.len() > 1 {
-        return Err(ApiError::validation(
-            "a message carries one file; send the others as messages of their own",
-        ));
-    }
-    let upload = uploads.pop();
     let mut template_body = None;
     let content = if let Some(template_id) = input.template_id {
         if text.is_some()
             || !input.quick_replies.is_empty()
             || !input.list_options.is_empty()
-            || upload.is_some()
+            || file.is_some()
         {
             return Err(ApiError::validation(
                 "a template message carries only its variables; leave text, buttons and files empty",
@@ -385,18 +412,15 @@ pub async fn send_message(
             language: template.language,
             variables: input.template_variables.clone(),
         }
-    } else if let Some(upload) = &upload {
+    } else if let Some(file) = file {
         if !input.quick_replies.is_empty() || !input.list_options.is_empty() {
             return Err(ApiError::validation(
                 "a file goes without buttons; send the options as a message of their own",
             ));
         }
-        let (name, content_type, media) = super::attachments::describe(upload);
-        let size = upload.bytes.len() as u64;
+        let (name, media) = (&file.name, file.media);
+        let size = file.size as u64;
         let max = outbound::max_media_bytes(kind, media);
-        if size == 0 {
-            return Err(ApiError::validation(format!("the file {name} is empty")));
-        }
         if size > max {
             return Err(ApiError::validation(format!(
                 "{} takes files of this kind ({}) up to {}; {name} is {}",
@@ -414,11 +438,11 @@ pub async fn send_message(
                 state,
                 actor.company_id,
                 Uuid::nil(),
-                &name,
+                name,
                 super::attachments::SHARE_TTL,
             ),
-            mime_type: content_type,
-            filename: Some(name),
+            mime_type: file.content_type.clone(),
+            filename: Some(name.clone()),
             caption: text,
         }
     } else {
@@ -491,45 +515,31 @@ pub async fn send_message(
     )?;
     outbound::check_message(kind, &probe).map_err(ApiError::validation)?;
     let preview = preview_of(&content, template_body.as_deref());
-    let file = match upload {
-        Some(upload) => {
-            Some(super::attachments::put(state, actor.company_id, conversation.id, upload).await?)
-        }
-        None => None,
-    };
-    let queued = async {
-        let (message, _) = queue(
+    let (message, _) = queue(
+        &mut tx,
+        actor.company_id,
+        &conversation,
+        Draft {
+            sender: SenderKind::User(actor.user_id()),
+            content: &content,
+            preview: &preview,
+            human_agent_tag: input.human_agent_tag,
+            live_chat: kind == ChannelType::LiveChat,
+            file,
+        },
+    )
+    .await?;
+    if conversation.source == "CONTACT" {
+        mac::record_active(
             &mut tx,
             actor.company_id,
-            &conversation,
-            Draft {
-                sender: SenderKind::User(actor.user_id()),
-                content: &content,
-                preview: &preview,
-                human_agent_tag: input.human_agent_tag,
-                live_chat: kind == ChannelType::LiveChat,
-                file: file.as_ref(),
-            },
+            conversation.contact_id,
+            ActiveReason::Conversation,
+            Utc::now(),
         )
         .await?;
-        if conversation.source == "CONTACT" {
-            mac::record_active(
-                &mut tx,
-                actor.company_id,
-                conversation.contact_id,
-                ActiveReason::Conversation,
-                Utc::now(),
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok::<_, ApiError>(message)
     }
-    .await;
-    if let (Err(_), Some(file)) = (&queued, &file) {
-        super::attachments::discard(state, file).await;
-    }
-    let message = queued?;
+    tx.commit().await?;
     state.outbox.notify_waiters();
     Ok(message)
 }

@@ -128,21 +128,32 @@ impl Sender {
                     .append_pair("access_token", &token)
                     .append_pair("media_id", id);
                 let downloaded = self.fetch(file, Auth::None, max_bytes).await?;
-                // WeChat answers errors with HTTP 200 and a JSON body instead of the file.
-                if downloaded
+                // WeChat answers with JSON instead of the file for a video (its URL) and for
+                // errors (HTTP 200 all the same).
+                if !downloaded
                     .content_type
                     .as_deref()
                     .is_some_and(|t| t == "application/json" || t == "text/plain")
                 {
-                    let answer: Json =
-                        serde_json::from_slice(&downloaded.bytes).unwrap_or(Json::Null);
-                    let code = answer.get("errcode").and_then(Json::as_i64).unwrap_or(-1);
-                    let message = answer.get("errmsg").and_then(Json::as_str).unwrap_or("");
-                    return Err(SendError::permanent(format!(
-                        "WeChat did not give the file: {code}: {message}"
-                    )));
+                    return Ok(downloaded);
                 }
-                Ok(downloaded)
+                let answer: Json = serde_json::from_slice(&downloaded.bytes).unwrap_or(Json::Null);
+                if let Some(video) = answer.get("video_url").and_then(Json::as_str) {
+                    return self.fetch_given(video, max_bytes).await;
+                }
+                let code = answer.get("errcode").and_then(Json::as_i64).unwrap_or(-1);
+                let message = answer.get("errmsg").and_then(Json::as_str).unwrap_or("");
+                let reason = format!("WeChat did not give the file: {code}: {message}");
+                if wechat::TOKEN_REJECTED.contains(&code) {
+                    // Drop the token (unless a send already replaced it); the retry gets a new one.
+                    let mut cached = slot.lock().await;
+                    wechat::forget(&mut cached, &token);
+                    return Err(SendError::retryable(reason, None));
+                }
+                if code == wechat::BUSY {
+                    return Err(SendError::retryable(reason, None));
+                }
+                Err(SendError::permanent(reason))
             }
             // Twilio's media URLs answer with the account's credentials (and may redirect to
             // storage, where reqwest drops the Authorization header).
@@ -293,8 +304,8 @@ fn refusal(status: StatusCode, what: &str) -> SendError {
     }
 }
 
-/// "image/jpeg" from "image/jpeg; charset=binary".
-fn bare_type(value: &str) -> String {
+/// "image/jpeg" from "IMAGE/JPEG; charset=binary".
+pub fn bare_type(value: &str) -> String {
     value
         .split(';')
         .next()

@@ -33,7 +33,7 @@ use uuid::Uuid;
 use super::model::{OutboundContent, OutboundMessage};
 use super::ChannelType;
 
-pub use download::Downloaded;
+pub use download::{bare_type, Downloaded};
 
 pub type Credentials = Map<String, Json>;
 

@@ -14,9 +14,9 @@ use super::{credential, describe, Answer, Credentials, SendError, Sender, Sent};
 
 pub(super) const WECHAT_BASE: &str = "https://api.weixin.qq.com";
 /// The token is invalid (40001, 40014) or has expired (42001): fetch a new one and retry.
-const TOKEN_REJECTED: &[i64] = &[40001, 40014, 42001];
+pub(super) const TOKEN_REJECTED: &[i64] = &[40001, 40014, 42001];
 /// "System busy".
-const BUSY: i64 = -1;
+pub(super) const BUSY: i64 = -1;
 /// Refresh this long before WeChat's `expires_in` runs out (or at half the lifetime, if
 /// that is shorter), so a token never expires between reading it and using it.
 const REFRESH_EARLY: Duration = Duration::from_secs(300);
@@ -78,13 +78,18 @@ pub(super) async fn send(
         code if TOKEN_REJECTED.contains(&code) => {
             // Drop the token (unless another send already replaced it); the retry fetches anew.
             let mut cached = slot.lock().await;
-            if cached.as_ref().is_some_and(|c| c.token == token) {
-                *cached = None;
-            }
+            forget(&mut cached, &token);
             Err(SendError::retryable(reason(&answer, code), None))
         }
         BUSY => Err(SendError::retryable(reason(&answer, BUSY), None)),
         code => Err(SendError::permanent(reason(&answer, code))),
+    }
+}
+
+/// Drops the cached token if it is still `token` (another call may have replaced it).
+pub(super) fn forget(cached: &mut Option<CachedToken>, token: &str) {
+    if cached.as_ref().is_some_and(|c| c.token == token) {
+        *cached = None;
     }
 }
 

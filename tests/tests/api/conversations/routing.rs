@@ -697,13 +697,23 @@ async fn subscribers_on_one_node_share_each_new_messages_read() {
         assert_eq!(post(&app, &account, &delivery).await.0, 200);
     }
     // Every subscriber hears all ten messages ...
+    let mut expected: Vec<String> = (0..10).map(|n| format!("Message {n}")).collect();
+    expected.sort();
     for subscription in &mut subscriptions {
-        let mut heard = 0;
-        while heard < 10 {
+        let mut heard = Vec::new();
+        while heard.len() < 10 {
             let event = subscription.next(Duration::from_secs(10)).await.unwrap();
             assert!(event["payload"]["errors"].is_null(), "{event}");
-            heard += 1;
+            let data = &event["payload"]["data"];
+            let text = data["messageAdded"]["text"]
+                .as_str()
+                .or(data["inboxChanged"]["conversation"]["lastMessagePreview"].as_str())
+                .unwrap_or_default();
+            heard.push(text.to_string());
         }
+        // Each subscriber got the rows of its own events, not a neighbour's.
+        heard.sort();
+        assert_eq!(heard, expected);
     }
     // ... but each message and its conversation were read once on the node, not once per
     // subscriber (that would be 3 × 10 + 3 × 10 = 60 reads).
