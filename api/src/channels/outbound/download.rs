@@ -313,3 +313,77 @@ pub fn bare_type(value: &str) -> String {
         .trim()
         .to_ascii_lowercase()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::super::model::MediaKind;
+    use super::*;
+
+    fn at(url: &str) -> Content {
+        Content::Media {
+            media: MediaKind::Image,
+            url: Some(url.into()),
+            provider_media_id: None,
+            mime_type: None,
+            filename: None,
+            caption: None,
+        }
+    }
+
+    /// Without a test override, addresses from payloads are not trusted: only public HTTPS,
+    /// and Twilio's files only from Twilio.
+    #[tokio::test]
+    async fn payload_urls_reach_only_public_https_hosts() {
+        let sender = Sender::new(None, Duration::from_secs(5));
+        let none = Credentials::new();
+        for (kind, url, said) in [
+            (
+                ChannelType::Messenger,
+                "http://scontent.example/p.jpg",
+                "not HTTPS",
+            ),
+            (
+                ChannelType::Viber,
+                "https://127.0.0.1/p.jpg",
+                "private or local",
+            ),
+            (
+                ChannelType::Instagram,
+                "https://[::1]:8443/p.jpg",
+                "private or local",
+            ),
+            (
+                ChannelType::Line,
+                "https://10.1.2.3/p.jpg",
+                "private or local",
+            ),
+        ] {
+            let refused = sender
+                .download(kind, Uuid::nil(), &none, &at(url), 1024)
+                .await
+                .unwrap_err();
+            assert!(!refused.retryable, "{url}");
+            assert!(refused.reason.contains(said), "{url}: {}", refused.reason);
+        }
+        let twilio = match json!({ "account_sid": "AC1", "auth_token": "t" }) {
+            serde_json::Value::Object(map) => map,
+            _ => unreachable!(),
+        };
+        for url in [
+            "https://attacker.example/2010-04-01/Accounts/AC1/Media/ME1",
+            "http://api.twilio.com/2010-04-01/Accounts/AC1/Media/ME1",
+        ] {
+            let refused = sender
+                .download(ChannelType::Sms, Uuid::nil(), &twilio, &at(url), 1024)
+                .await
+                .unwrap_err();
+            assert!(
+                refused.reason.contains("not Twilio's"),
+                "{url}: {}",
+                refused.reason
+            );
+        }
+    }
+}
