@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::{ConversationRow, MessageRow};
 use crate::app::AppState;
+use crate::error::ApiResult;
 
 const CAPACITY: usize = 8192;
 
@@ -67,19 +68,13 @@ impl SharedReads {
     /// Message `id` of `company`, read once for all subscribers.
     pub async fn message(&self, state: &AppState, company: Uuid, id: Uuid) -> Option<MessageRow> {
         let cell = lock(&self.messages).cell((company, id));
-        cell.get_or_try_init(|| async {
-            metrics::counter!("obrol_subscriber_reads_total").increment(1);
-            let mut tx = state.db.tenant(company).await.map_err(|_| Failed)?;
-            let row = super::message_by_id(&mut tx, id)
-                .await
-                .map_err(|_| Failed)?;
-            tx.commit().await.map_err(|_| Failed)?;
-            Ok::<_, Failed>(row)
+        read_once(cell, async {
+            let mut tx = state.db.tenant(company).await?;
+            let row = super::message_by_id(&mut tx, id).await?;
+            tx.commit().await?;
+            Ok(row)
         })
         .await
-        .ok()
-        .cloned()
-        .flatten()
     }
 
     /// Conversation `id` of `company` as it is when read after message `after` was added,
@@ -92,18 +87,30 @@ impl SharedReads {
         after: Uuid,
     ) -> Option<ConversationRow> {
         let cell = lock(&self.conversations).cell((id, after));
-        cell.get_or_try_init(|| async {
-            metrics::counter!("obrol_subscriber_reads_total").increment(1);
-            let mut tx = state.db.tenant(company).await.map_err(|_| Failed)?;
-            let row = super::by_id(&mut tx, id).await.map_err(|_| Failed)?;
-            tx.commit().await.map_err(|_| Failed)?;
-            Ok::<_, Failed>(row)
+        read_once(cell, async {
+            let mut tx = state.db.tenant(company).await?;
+            let row = super::by_id(&mut tx, id).await?;
+            tx.commit().await?;
+            Ok(row)
         })
         .await
-        .ok()
-        .cloned()
-        .flatten()
     }
+}
+
+/// The cell's row, running `read` only if no subscriber has read it yet (a failed read
+/// leaves the cell empty for the next one).
+async fn read_once<T: Clone>(
+    cell: Cell<T>,
+    read: impl std::future::Future<Output = ApiResult<Option<T>>>,
+) -> Option<T> {
+    cell.get_or_try_init(|| async {
+        metrics::counter!("obrol_subscriber_reads_total").increment(1);
+        read.await.map_err(|_| Failed)
+    })
+    .await
+    .ok()
+    .cloned()
+    .flatten()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
