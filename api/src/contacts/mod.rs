@@ -582,24 +582,21 @@ pub async fn merge(
     let keep = visible(&mut tx, &visibility, keep_id, &properties, true).await?;
     let gone = visible(&mut tx, &visibility, merged_id, &properties, true).await?;
 
-    for table in [
-        "contact_identities",
-        "contact_notes",
-        "contact_reminders",
-        "contact_media",
-        "contact_activities",
-        "custom_object_records",
-        "custom_object_events",
-    ] {
-        // The table names are the fixed list above.
-        sqlx::query(&format!(
-            "update {table} set contact_id = $1 where contact_id = $2"
-        ))
-        .bind(keep_id)
-        .bind(merged_id)
-        .execute(&mut *tx)
-        .await?;
-    }
+    move_rows(
+        &mut tx,
+        &[
+            "contact_identities",
+            "contact_notes",
+            "contact_reminders",
+            "contact_media",
+            "contact_activities",
+            "custom_object_records",
+            "custom_object_events",
+        ],
+        keep_id,
+        merged_id,
+    )
+    .await?;
     sqlx::query(
         "insert into contact_list_members (list_id, contact_id, company_id, added_at)
          select list_id, $1, company_id, added_at from contact_list_members where contact_id = $2
@@ -634,16 +631,13 @@ pub async fn merge(
     .bind(merged_id)
     .execute(&mut *tx)
     .await?;
-    for table in ["conversations", "messages", "widget_visitors"] {
-        // The table names are the fixed list above.
-        sqlx::query(&format!(
-            "update {table} set contact_id = $1 where contact_id = $2"
-        ))
-        .bind(keep_id)
-        .bind(merged_id)
-        .execute(&mut *tx)
-        .await?;
-    }
+    move_rows(
+        &mut tx,
+        &["conversations", "messages", "widget_visitors"],
+        keep_id,
+        merged_id,
+    )
+    .await?;
     store::delete(&mut tx, merged_id).await?;
 
     // What the kept contact lacks, from the merged one.
@@ -1069,4 +1063,23 @@ pub async fn activities(
     let rows = store::activities(&mut tx, contact_id, before, limit).await?;
     drop(tx);
     Ok(rows)
+}
+
+/// Gives `merged_id`'s rows in `tables` (fixed names, never input) to `keep_id`.
+async fn move_rows(
+    conn: &mut sqlx::PgConnection,
+    tables: &[&str],
+    keep_id: Uuid,
+    merged_id: Uuid,
+) -> sqlx::Result<()> {
+    for table in tables {
+        sqlx::query(&format!(
+            "update {table} set contact_id = $1 where contact_id = $2"
+        ))
+        .bind(keep_id)
+        .bind(merged_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }

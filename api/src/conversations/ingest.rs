@@ -204,12 +204,7 @@ pub async fn apply_status(
     .bind(account_id)
     .bind(&update.provider_message_id)
     .bind(update.status.as_db())
-    .bind(
-        update
-            .reason
-            .as_deref()
-            .map(|r| r.chars().take(500).collect::<String>()),
-    )
+    .bind(stored_reason(update))
     .bind(update.at)
     .fetch_optional(conn)
     .await
@@ -234,12 +229,7 @@ async fn keep_for_later(
     .bind(account_id)
     .bind(&update.provider_message_id)
     .bind(update.status.as_db())
-    .bind(
-        update
-            .reason
-            .as_deref()
-            .map(|r| r.chars().take(500).collect::<String>()),
-    )
+    .bind(stored_reason(update))
     .bind(update.at)
     .execute(&mut *conn)
     .await?;
@@ -306,4 +296,12 @@ async fn read_up_to(
     .execute(conn)
     .await?;
     Ok(done.rows_affected() as usize)
+}
+
+/// A provider's failure reason as stored: at most 500 characters.
+fn stored_reason(update: &StatusUpdate) -> Option<String> {
+    update
+        .reason
+        .as_deref()
+        .map(|r| r.chars().take(500).collect())
 }
