@@ -67,6 +67,8 @@ pub struct AppState {
     pub widget_limits: Arc<crate::channels::widget::Limits>,
     /// Rows that every subscriber of an event needs, read once on this node.
     pub shared_reads: Arc<crate::conversations::reads::SharedReads>,
+    /// Stores single-message webhook deliveries in batches (see `conversations::ingest`).
+    pub inbound: Arc<crate::conversations::ingest::Batcher>,
 }
 
 impl AppState {
@@ -332,6 +334,9 @@ impl App {
             config.channels.api_base.clone(),
             config.channels.provider_timeout,
         );
+        let inbound = Arc::new(crate::conversations::ingest::Batcher::start(
+            db.pool().clone(),
+        ));
         let state = AppState {
             db,
             config: Arc::new(config),
@@ -345,6 +350,7 @@ impl App {
             address,
             widget_limits: Arc::default(),
             shared_reads: Arc::default(),
+            inbound,
         };
 
         let demo = if database.cluster.is_some() && state.config.seed_demo {

@@ -2,10 +2,19 @@
 //! channel identity, find or open the conversation, store the message once), delivery
 //! statuses and template reviews. One transaction per delivery: all of it or none of it, so
 //! a provider that retries after an error never finds half a delivery.
+//!
+//! Deliveries of one text message (nearly all of them) are stored in batches: the ones
+//! that arrive while the database is busy are stored together by the next statement
+//! (`ingest_inbound_messages`), and each is answered once its batch is committed. A quiet
+//! server stores each alone, as soon as it arrives; a busy one pays one statement and one
+//! commit per batch instead of per message.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::{mpsc, oneshot, Mutex};
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -33,11 +42,139 @@ struct Ingested {
     route_job: Option<Uuid>,
 }
 
+/// Batches store at most this many messages (about a statement of 100 kB at most).
+const MAX_BATCH: usize = 64;
+/// Batches stored at once, each on its own connection: enough to keep the database busy
+/// while answers travel, few enough to leave connections for everything else.
+const BATCH_WORKERS: usize = 4;
+/// Messages waiting for a batch before new webhooks wait to be queued.
+const QUEUE: usize = 8192;
+
+/// A text message waiting to be stored with the next batch.
+struct Waiting {
+    company_id: Uuid,
+    account_id: Uuid,
+    kind: ChannelType,
+    message: InboundMessage,
+    answer: oneshot::Sender<sqlx::Result<Ingested>>,
+}
+
+/// The queue of single-message deliveries and the workers that store them in batches.
+pub struct Batcher {
+    queue: mpsc::Sender<Waiting>,
+}
+
+impl Batcher {
+    /// Starts the workers (on the current Tokio runtime); they stop when the batcher is
+    /// dropped and the queue is empty.
+    pub fn start(pool: PgPool) -> Self {
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..BATCH_WORKERS {
+            let receiver = receiver.clone();
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                while let Some(batch) = next_batch(&receiver).await {
+                    store_batch(&pool, batch).await;
+                }
+            });
+        }
+        Batcher { queue }
+    }
+
+    async fn store(
+        &self,
+        company_id: Uuid,
+        account_id: Uuid,
+        kind: ChannelType,
+        message: InboundMessage,
+    ) -> sqlx::Result<Ingested> {
+        let (answer, answered) = oneshot::channel();
+        let waiting = Waiting {
+            company_id,
+            account_id,
+            kind,
+            message,
+            answer,
+        };
+        let stopped = || sqlx::Error::PoolClosed;
+        self.queue.send(waiting).await.map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
+    }
+}
+
+/// Whatever is waiting, up to `MAX_BATCH`, once at least one message is.
+async fn next_batch(receiver: &Mutex<mpsc::Receiver<Waiting>>) -> Option<Vec<Waiting>> {
+    let mut receiver = receiver.lock().await;
+    let first = receiver.recv().await?;
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match receiver.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// Stores a batch, one statement per channel account in it, and answers each waiting
+/// delivery. Should a statement fail, its messages are stored one by one, so that one
+/// message's problem is its own delivery's error only.
+async fn store_batch(pool: &PgPool, batch: Vec<Waiting>) {
+    let mut groups: Vec<Vec<Waiting>> = Vec::new();
+    for waiting in batch {
+        match groups
+            .iter_mut()
+            .find(|g| g[0].account_id == waiting.account_id)
+        {
+            Some(group) => group.push(waiting),
+            None => groups.push(vec![waiting]),
+        }
+    }
+    for group in groups {
+        metrics::histogram!("obrol_inbound_batch_messages").record(group.len() as f64);
+        let first = &group[0];
+        let (company_id, account_id, kind) = (first.company_id, first.account_id, first.kind);
+        let messages: Vec<&InboundMessage> = group.iter().map(|w| &w.message).collect();
+        match store_messages(pool, company_id, account_id, kind, &messages).await {
+            Ok(rows) if rows.len() == group.len() => {
+                for (waiting, row) in group.into_iter().zip(rows) {
+                    let _ = waiting.answer.send(Ok(row));
+                }
+            }
+            Ok(_) | Err(_) if group.len() > 1 => {
+                tracing::warn!(messages = group.len(), "a batch of inbound messages failed; storing them one by one");
+                for waiting in group {
+                    let stored =
+                        store_messages(pool, company_id, account_id, kind, &[&waiting.message])
+                            .await
+                            .and_then(|rows| rows.into_iter().next().ok_or(sqlx::Error::RowNotFound));
+                    let _ = waiting.answer.send(stored);
+                }
+            }
+            Ok(_) => {
+                let _ = first_answer(group).send(Err(sqlx::Error::RowNotFound));
+            }
+            Err(err) => {
+                let _ = first_answer(group).send(Err(err));
+            }
+        }
+    }
+}
+
+fn first_answer(group: Vec<Waiting>) -> oneshot::Sender<sqlx::Result<Ingested>> {
+    group
+        .into_iter()
+        .next()
+        .map(|w| w.answer)
+        .expect("a group is never empty")
+}
+
 /// Stores `events` from account `account_id` (of type `kind`) for `company_id`. A delivery
-/// of one message without a file (the common case) is one statement; others run in one
-/// transaction (a file's fetch job is queued in it). The
-/// routing a message calls for runs right after it is stored (its durable job is the
-/// fallback should this process stop first).
+/// of one message without a file (the common case) goes with the next batch; others run
+/// in their own transaction (a file's fetch job is queued in it). The routing a message
+/// calls for runs right after it is stored (its durable job is the fallback should this
+/// process stop first).
 pub async fn store(
     state: &AppState,
     company_id: Uuid,
@@ -51,36 +188,49 @@ pub async fn store(
         [InboundEvent::Message(message)] => !matches!(message.content, Content::Media { .. }),
         _ => false,
     };
-    if let (true, [InboundEvent::Message(message)]) = (single_text, events.as_slice()) {
-        let row = store_message(state.db.pool(), company_id, account_id, kind, message).await?;
+    if single_text {
+        let Some(InboundEvent::Message(message)) = events.into_iter().next() else {
+            unreachable!("checked above");
+        };
+        let row = state
+            .inbound
+            .store(company_id, account_id, kind, message)
+            .await?;
         tally(&mut summary, &mut routes, &row);
     } else {
-        // Messages in sender order (each sender's own order kept), so that two batches
-        // naming the same contacts lock their conversations in the same order.
-        let mut events = events;
-        events.sort_by(|a, b| sender(a).cmp(&sender(b)));
         let mut tx = state.db.tenant(company_id).await?;
+        let (messages, others): (Vec<_>, Vec<_>) = events
+            .into_iter()
+            .partition(|e| matches!(e, InboundEvent::Message(_)));
+        let messages: Vec<InboundMessage> = messages
+            .into_iter()
+            .filter_map(|e| match e {
+                InboundEvent::Message(message) => Some(message),
+                _ => None,
+            })
+            .collect();
+        let borrowed: Vec<&InboundMessage> = messages.iter().collect();
+        let rows = store_messages(&mut *tx, company_id, account_id, kind, &borrowed).await?;
+        for (message, row) in messages.iter().zip(&rows) {
+            if !row.duplicate {
+                // The file is fetched after the acknowledgement, by a job queued with the
+                // message: an acknowledged file is never forgotten.
+                super::attachments::queue_fetch(
+                    &mut tx,
+                    company_id,
+                    row.contact_id,
+                    row.conversation_id,
+                    row.message_id,
+                    &message.content,
+                )
+                .await?;
+            }
+            tally(&mut summary, &mut routes, row);
+        }
         let mut notices = Vec::new();
-        for event in events {
+        for event in others {
             match event {
-                InboundEvent::Message(message) => {
-                    let row =
-                        store_message(&mut *tx, company_id, account_id, kind, &message).await?;
-                    if !row.duplicate {
-                        // The file is fetched after the acknowledgement, by a job queued
-                        // with the message: an acknowledged file is never forgotten.
-                        super::attachments::queue_fetch(
-                            &mut tx,
-                            company_id,
-                            row.contact_id,
-                            row.conversation_id,
-                            row.message_id,
-                            &message.content,
-                        )
-                        .await?;
-                    }
-                    tally(&mut summary, &mut routes, &row);
-                }
+                InboundEvent::Message(_) => {}
                 InboundEvent::Status(update) => {
                     if let Some(id) = apply_status(&mut tx, account_id, &update).await? {
                         summary.statuses += 1;
@@ -123,14 +273,6 @@ pub async fn store(
     Ok(summary)
 }
 
-/// The sender of a message event; other events sort first, in their order.
-fn sender(event: &InboundEvent) -> Option<&str> {
-    match event {
-        InboundEvent::Message(message) => Some(message.from.as_str()),
-        _ => None,
-    }
-}
-
 fn tally(summary: &mut Summary, routes: &mut Vec<(Uuid, Uuid, Uuid)>, row: &Ingested) {
     if row.duplicate {
         summary.duplicates += 1;
@@ -142,45 +284,68 @@ fn tally(summary: &mut Summary, routes: &mut Vec<(Uuid, Uuid, Uuid)>, row: &Inge
     }
 }
 
-async fn store_message<'e, E>(
+/// Stores `messages` of one account in one statement; one row per message, in order.
+async fn store_messages<'e, E>(
     executor: E,
     company_id: Uuid,
     account_id: Uuid,
     kind: ChannelType,
-    message: &InboundMessage,
-) -> sqlx::Result<Ingested>
+    messages: &[&InboundMessage],
+) -> sqlx::Result<Vec<Ingested>>
 where
     E: sqlx::PgExecutor<'e>,
 {
-    let content = serde_json::to_value(&message.content).unwrap_or_else(|_| json!({}));
-    let preview: String = message.content.preview().chars().take(2000).collect();
-    let name = message
-        .profile_name
-        .as_deref()
-        .map(|n| n.chars().take(400).collect::<String>());
-    let phone = message
-        .phone
-        .as_deref()
-        .and_then(crate::contacts::properties::normalize_phone);
-    let from: String = message.from.chars().take(200).collect();
+    let n = messages.len();
+    let (mut provider_ids, mut froms, mut names, mut phones) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut sent_at, mut contents, mut previews, mut ids) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for message in messages {
+        provider_ids.push(message.provider_message_id.clone());
+        froms.push(message.from.chars().take(200).collect::<String>());
+        names.push(
+            message
+                .profile_name
+                .as_deref()
+                .map(|n| n.chars().take(400).collect::<String>()),
+        );
+        phones.push(
+            message
+                .phone
+                .as_deref()
+                .and_then(crate::contacts::properties::normalize_phone),
+        );
+        sent_at.push(message.sent_at);
+        contents.push(serde_json::to_value(&message.content).unwrap_or_else(|_| json!({})));
+        previews.push(message.content.preview().chars().take(2000).collect::<String>());
+        ids.push(Uuid::now_v7());
+    }
+    // A contact, a conversation and its OPENED event for each, used where one is made.
+    let fresh: Vec<Uuid> = (0..3 * n).map(|_| Uuid::now_v7()).collect();
     sqlx::query_as(
-        "select * from ingest_inbound_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        "select * from ingest_inbound_messages($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(company_id)
     .bind(account_id)
     .bind(kind.as_db())
-    .bind(&message.provider_message_id)
-    .bind(from)
-    .bind(name)
-    .bind(phone)
-    .bind(message.sent_at)
-    .bind(content)
-    .bind(preview)
-    .bind(Uuid::now_v7())
-    .bind(Uuid::now_v7())
-    .bind(Uuid::now_v7())
-    .bind(Uuid::now_v7())
-    .fetch_one(executor)
+    .bind(provider_ids)
+    .bind(froms)
+    .bind(names)
+    .bind(phones)
+    .bind(sent_at)
+    .bind(contents)
+    .bind(previews)
+    .bind(ids)
+    .bind(fresh)
+    .fetch_all(executor)
     .await
 }
 

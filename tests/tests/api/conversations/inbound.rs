@@ -305,3 +305,145 @@ async fn merging_two_contacts_keeps_both_conversation_histories() {
     let later = conversations(&app, &admin, json!({ "contactId": keep, "status": "OPEN" })).await;
     assert_eq!(later.len(), 1);
 }
+
+/// `obrol_inbound_batch_messages` on `app`: (batches stored, messages in them).
+async fn inbound_batches(app: &TestApp) -> (f64, f64) {
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        value("obrol_inbound_batch_messages_count "),
+        value("obrol_inbound_batch_messages_sum "),
+    )
+}
+
+#[tokio::test]
+async fn simultaneous_deliveries_are_each_stored_once_in_the_right_conversation() {
+    let (app, fake) = spawn().await;
+    let admin = app.sign_up("Busy Inbox").await;
+    let account = connect(&app, &fake, &admin, "WHATSAPP").await;
+    let start = now() - 120;
+    // Senders 1-10 have an open conversation, 11-20 a closed one, 21-30 never wrote.
+    for sender in 1..=20u32 {
+        let first = account.text(&app, sender, u64::from(sender) * 100, "Hi", start);
+        assert_eq!(post(&app, &account, &first).await.0, 200);
+    }
+    let known = conversations(&app, &admin, json!({})).await;
+    assert_eq!(known.len(), 20);
+    for conversation in &known {
+        let phone = conversation["contact"]["phone"].as_str().unwrap();
+        let sender: u32 = phone[phone.len() - 5..].parse().unwrap();
+        if sender > 10 {
+            app.gql_ok(
+                Some(&admin.token),
+                "mutation($id: ID!) { closeConversation(id: $id) { status } }",
+                json!({ "id": conversation["id"] }),
+            )
+            .await;
+        }
+    }
+    let before = inbound_batches(&app).await;
+
+    // Every sender writes four messages, each delivered twice, all at once.
+    let mut deliveries = Vec::new();
+    for sender in 1..=30u32 {
+        for k in 1..=4u64 {
+            let text = format!("message {k} from {sender}");
+            let delivery = account.text(
+                &app,
+                sender,
+                u64::from(sender) * 100 + k,
+                &text,
+                start + 10 * k as i64,
+            );
+            deliveries.push(delivery.clone());
+            deliveries.push(delivery);
+        }
+    }
+    let posted = futures_util::future::join_all(
+        deliveries
+            .iter()
+            .map(|delivery| post(&app, &account, delivery)),
+    )
+    .await;
+    for (status, body) in &posted {
+        assert_eq!(*status, 200, "{body}");
+    }
+    let after = inbound_batches(&app).await;
+    assert!(
+        after.1 - before.1 > after.0 - before.0,
+        "some batch stored more than one message: {before:?} -> {after:?}"
+    );
+
+    let data = app
+        .gql_ok(
+            Some(&admin.token),
+            "{ conversations(first: 100) { totalCount edges { node {
+                status unreadCount contact { id phone }
+                messages(first: 20) { edges { node { text providerMessageId } } } } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["conversations"]["totalCount"], 40);
+    let mut contacts = std::collections::HashSet::new();
+    let mut provider_ids = std::collections::HashSet::new();
+    for edge in data["conversations"]["edges"].as_array().unwrap() {
+        let node = &edge["node"];
+        let phone = node["contact"]["phone"].as_str().unwrap();
+        let sender: u32 = phone[phone.len() - 5..].parse().unwrap();
+        contacts.insert((node["contact"]["id"].clone(), sender));
+        let texts: Vec<String> = messages(node)
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_string())
+            .collect();
+        for message in messages(node) {
+            assert!(
+                provider_ids.insert(message["providerMessageId"].as_str().unwrap().to_string()),
+                "a message is stored once: {message}"
+            );
+        }
+        let mut expected: Vec<String> = (1..=4)
+            .map(|k| format!("message {k} from {sender}"))
+            .collect();
+        match (sender, node["status"].as_str().unwrap()) {
+            (1..=10, "OPEN") => {
+                // The earlier message, then the four new ones.
+                expected.insert(0, "Hi".into());
+                assert_eq!(node["unreadCount"], 5, "sender {sender}");
+            }
+            (11..=20, "CLOSED") => expected = vec!["Hi".into()],
+            (11..=30, "OPEN") => assert_eq!(node["unreadCount"], 4, "sender {sender}"),
+            (_, status) => panic!("sender {sender} has an unexpected {status} conversation"),
+        }
+        let mut sorted = texts.clone();
+        sorted.sort();
+        expected.sort();
+        assert_eq!(sorted, expected, "sender {sender}'s conversation");
+    }
+    assert_eq!(provider_ids.len(), 20 + 120);
+    // One contact per sender, found again by identity: 30 contacts, all active this month.
+    assert_eq!(contacts.len(), 30);
+    let senders: std::collections::HashSet<u32> = contacts.iter().map(|(_, s)| *s).collect();
+    assert_eq!(senders.len(), 30);
+    let month = chrono_month();
+    let active = app
+        .gql_ok(
+            Some(&admin.token),
+            "query($m: String!) { monthlyActiveContacts(month: $m) { count } }",
+            json!({ "m": month }),
+        )
+        .await;
+    assert_eq!(active["monthlyActiveContacts"]["count"], 30);
+}
