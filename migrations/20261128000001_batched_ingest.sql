@@ -101,7 +101,13 @@ create function ingest_inbound_messages(
 returns table (message_id uuid, conversation_id uuid, contact_id uuid,
                contact_created boolean, conversation_opened boolean, duplicate boolean,
                route_job uuid)
-    language plpgsql volatile set search_path = pg_catalog, public, pg_temp
+    language plpgsql volatile
+    -- Its statements' plans are made once per connection and kept. With the arrays' sizes
+    -- known, PostgreSQL would find every batch-specific plan cheaper than the general one
+    -- and plan each statement again at every call (most of a small batch's time); the
+    -- statements are written so that the general plan is the right one for any size.
+    set plan_cache_mode = force_generic_plan
+    set search_path = pg_catalog, public, pg_temp
     as $$
     #variable_conflict use_column
     declare
@@ -160,6 +166,7 @@ returns table (message_id uuid, conversation_id uuid, contact_id uuid,
                       where m.channel_account_id = p_account and m.provider_message_id = p.pid)
                          as existing, p.sender, p.sent, p.i
               from unnest(p_provider_ids, p_froms, p_sent_at) with ordinality p (pid, sender, sent, i)
+              offset 0 -- (each message's probe runs once, not once per use of `existing`)
              ) u;
         select array_agg((select c.last_inbound_at from contacts c where c.id = u.contact)
                              order by u.i),
