@@ -323,7 +323,7 @@ impl App {
         let db = Db::connect(database.options.clone(), config.db_max_connections).await?;
         let sealer = secret_key(&config)?;
         let credentials = Arc::new(CredentialCache::new(config.credential_cache_ttl));
-        let events = EventBus::start(db.pool(), credentials.clone()).await?;
+        let events = EventBus::start(db.pool(), credentials.clone(), config.event_buffer).await?;
         let knowledge = Arc::new(build_knowledge(&config.knowledge).await?);
         // Bound before the state is made, so the state knows its own address.
         let listener = TcpListener::bind(config.listen)
@@ -337,6 +337,7 @@ impl App {
         let inbound = Arc::new(crate::conversations::ingest::Batcher::start(
             db.pool().clone(),
         ));
+        let shared_reads = Arc::new(crate::conversations::reads::SharedReads::start(&db));
         let state = AppState {
             db,
             config: Arc::new(config),
@@ -349,7 +350,7 @@ impl App {
             outbox: Arc::new(tokio::sync::Notify::new()),
             address,
             widget_limits: Arc::default(),
-            shared_reads: Arc::default(),
+            shared_reads,
             inbound,
         };
 

@@ -27,6 +27,9 @@ pub struct Config {
     pub credential_cache_ttl: Duration,
     pub invite_ttl: Duration,
     pub db_max_connections: u32,
+    /// How many events a real-time subscriber may be behind before it is told it missed
+    /// some (`EVENTS_MISSED`) (`OBROL_EVENT_BUFFER`).
+    pub event_buffer: usize,
     pub max_body_bytes: usize,
     pub log_json: bool,
     /// node_modules holding GraphiQL and React for the IDE page (`OBROL_GRAPHIQL_ASSETS`).
@@ -112,6 +115,7 @@ impl Config {
             Duration::from_secs(parse_env("OBROL_CREDENTIAL_CACHE_SECONDS", 30)?);
         let invite_ttl = Duration::from_secs(3600 * parse_env("OBROL_INVITE_TTL_HOURS", 168)?);
         let db_max_connections = parse_env("OBROL_DB_MAX_CONNECTIONS", 16)?;
+        let event_buffer = parse_env("OBROL_EVENT_BUFFER", 1024)?;
         let max_body_bytes = parse_env("OBROL_MAX_BODY_BYTES", 1024 * 1024)?;
         let log_json = match env_or("OBROL_LOG_FORMAT", "text").as_str() {
             "json" => true,
@@ -186,6 +190,7 @@ impl Config {
             credential_cache_ttl,
             invite_ttl,
             db_max_connections,
+            event_buffer,
             max_body_bytes,
             log_json,
             seed_demo,

@@ -2,12 +2,15 @@
 //!
 //! A change publishes its event with `pg_notify` inside the transaction that makes it, so
 //! the event goes out exactly when (and only if) the change commits. Each process LISTENs on
-//! one channel and re-broadcasts what arrives to its local GraphQL subscriptions, which
-//! filter by company; several API nodes behind a load balancer therefore all see every event.
+//! one channel and re-broadcasts what arrives to its local subscribers; several API nodes
+//! behind a load balancer therefore all see every event. Subscribers listen to their
+//! company's own buffer, so one company's burst of events never makes another company's
+//! subscribers fall behind.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
@@ -142,22 +145,40 @@ pub async fn publish_many(conn: &mut PgConnection, events: &[Event]) -> sqlx::Re
     Ok(())
 }
 
+/// Companies' own event buffers, made when the first of their subscribers arrives and
+/// dropped once the last has gone.
+type CompanySenders = Arc<Mutex<HashMap<Uuid, broadcast::Sender<Event>>>>;
+
 /// This process's fan-out of the events it hears from PostgreSQL.
 #[derive(Clone)]
 pub struct EventBus {
+    /// Every company's events, for this process's own caches and workers.
     sender: broadcast::Sender<Event>,
+    companies: CompanySenders,
+    /// Events a subscriber may be behind before it is told it missed some.
+    capacity: usize,
 }
 
 impl EventBus {
     /// Starts listening and spawns the task that forwards notifications. Returns once the
     /// LISTEN is in place, so no event committed after this returns can be missed.
-    pub async fn start(pool: &PgPool, credentials: Arc<CredentialCache>) -> sqlx::Result<Self> {
-        let (sender, _) = broadcast::channel(1024);
+    /// `capacity` is how far behind one subscriber may fall (`OBROL_EVENT_BUFFER`).
+    pub async fn start(
+        pool: &PgPool,
+        credentials: Arc<CredentialCache>,
+        capacity: usize,
+    ) -> sqlx::Result<Self> {
+        let capacity = capacity.max(1);
+        let (sender, _) = broadcast::channel(capacity);
         let mut listener = PgListener::connect_with(pool).await?;
         listener.listen_all([CHANNEL, CREDENTIALS_CHANNEL]).await?;
         credentials.mark_healthy();
-        let bus = Self { sender };
-        let forward = bus.sender.clone();
+        let bus = Self {
+            sender,
+            companies: CompanySenders::default(),
+            capacity,
+        };
+        let forward = bus.clone();
         tokio::spawn(async move {
             loop {
                 // try_recv, not recv: recv reconnects silently, and notifications sent while
@@ -172,8 +193,7 @@ impl EventBus {
                             continue;
                         }
                         match serde_json::from_str::<Event>(notification.payload()) {
-                            // No receivers is normal when nobody is subscribed.
-                            Ok(event) => drop(forward.send(event)),
+                            Ok(event) => forward.forward(event),
                             Err(err) => tracing::warn!(error = %err, "ignoring a malformed event"),
                         }
                     }
@@ -213,7 +233,38 @@ impl EventBus {
         Ok(bus)
     }
 
+    /// Every company's events (for this process's own caches and workers).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.sender.subscribe()
     }
+
+    /// `company`'s events only, in a buffer of its own.
+    pub fn subscribe_company(&self, company: Uuid) -> broadcast::Receiver<Event> {
+        let mut companies = lock(&self.companies);
+        companies
+            .entry(company)
+            .or_insert_with(|| broadcast::channel(self.capacity).0)
+            .subscribe()
+    }
+
+    fn forward(&self, event: Event) {
+        {
+            let mut companies = lock(&self.companies);
+            if let Some(sender) = companies.get(&event.company_id) {
+                if sender.receiver_count() == 0 {
+                    companies.remove(&event.company_id);
+                } else {
+                    drop(sender.send(event.clone()));
+                }
+            }
+        }
+        // No receivers is normal when nobody is subscribed.
+        drop(self.sender.send(event));
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

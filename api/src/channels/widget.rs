@@ -449,7 +449,7 @@ async fn send_json(socket: &mut WebSocket, value: Json) -> bool {
 }
 
 async fn serve(state: AppState, visitor: Visitor, mut socket: WebSocket) {
-    let mut events = state.events.subscribe();
+    let mut events = state.events.subscribe_company(visitor.company_id);
     if let Err(err) = seen(&state, &visitor).await {
         tracing::warn!(error = %err, "recording a visitor's visit");
     }

@@ -887,7 +887,7 @@ async fn conversation_row(
         (None, Some(message)) => {
             state
                 .shared_reads
-                .conversation_after(state, company, id, message)
+                .conversation_after(company, id, message)
                 .await
         }
         (None, None) => load_conversation(state, company, id).await,
@@ -977,7 +977,7 @@ fn company_events(
     company: Uuid,
     live: LiveAccess,
 ) -> impl Stream<Item = Feed> + Send + 'static {
-    BroadcastStream::new(state.events.subscribe()).filter_map(move |event| {
+    BroadcastStream::new(state.events.subscribe_company(company)).filter_map(move |event| {
         let live = live.clone();
         async move {
             match event {
@@ -1000,6 +1000,21 @@ fn missed(n: u64) -> async_graphql::Error {
         "this subscription fell behind and missed {n} events; subscribe again and reload"
     ))
     .extend_with(|_, e| e.set("code", "EVENTS_MISSED"))
+}
+
+/// Events whose rows one subscriber may be reading at once. Their answers still come in
+/// event order; a busy inbox's reads overlap (and are batched by `SharedReads`) instead of
+/// waiting for one another.
+const READ_AHEAD: usize = 32;
+
+/// Runs the reads of up to `READ_AHEAD` events at once, keeping their order, and drops the
+/// events that give the subscriber nothing.
+fn read_ahead<T: Send + 'static>(
+    reads: impl Stream<Item = impl std::future::Future<Output = Option<T>> + Send + 'static>
+        + Send
+        + 'static,
+) -> impl Stream<Item = T> + Send + 'static {
+    reads.buffered(READ_AHEAD).filter_map(std::future::ready)
 }
 
 /// Ends `stream` after its first error.
@@ -1033,7 +1048,7 @@ impl ConversationsSubscription {
             .map(|id| parse_id(&id, "conversation"))
             .transpose()?;
         let (state, company, access) = access_of(ctx).await?;
-        let messages = company_events(&state, company, access).filter_map(move |feed| {
+        let messages = read_ahead(company_events(&state, company, access).map(move |feed| {
             let state = state.clone();
             async move {
                 let (kind, access) = match feed {
@@ -1061,12 +1076,12 @@ impl ConversationsSubscription {
                 let row = match carried {
                     Some(row) => Some(*row),
                     // A new message is the same row for every subscriber: read once per node.
-                    None if added => state.shared_reads.message(&state, company, message).await,
+                    None if added => state.shared_reads.message(company, message).await,
                     None => load_message(&state, company, message).await,
                 };
                 row.map(|row| Ok(Message(row)))
             }
-        });
+        }));
         Ok(while_authorized(
             ctx,
             until_error(messages),
@@ -1084,7 +1099,7 @@ impl ConversationsSubscription {
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Conversation>>> {
         let only = id.map(|id| parse_id(&id, "conversation")).transpose()?;
         let (state, company, access) = access_of(ctx).await?;
-        let updates = company_events(&state, company, access).filter_map(move |feed| {
+        let updates = read_ahead(company_events(&state, company, access).map(move |feed| {
             let state = state.clone();
             async move {
                 let (kind, access) = match feed {
@@ -1114,7 +1129,7 @@ impl ConversationsSubscription {
                     conversation_row(&state, company, conversation_id, conversation, after).await?;
                 access.allows(&row.scope()).then_some(Ok(Conversation(row)))
             }
-        });
+        }));
         Ok(while_authorized(
             ctx,
             until_error(updates),
@@ -1130,7 +1145,7 @@ impl ConversationsSubscription {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<InboxChange>>> {
         let (state, company, access) = access_of(ctx).await?;
-        let changes = company_events(&state, company, access).filter_map(move |feed| {
+        let changes = read_ahead(company_events(&state, company, access).map(move |feed| {
             let state = state.clone();
             async move {
                 let (kind, access) = match feed {
@@ -1182,7 +1197,7 @@ impl ConversationsSubscription {
                     conversation: Some(Conversation(row)),
                 }))
             }
-        });
+        }));
         Ok(while_authorized(
             ctx,
             until_error(changes),

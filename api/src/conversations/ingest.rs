@@ -143,12 +143,17 @@ async fn store_batch(pool: &PgPool, batch: Vec<Waiting>) {
                 }
             }
             Ok(_) | Err(_) if group.len() > 1 => {
-                tracing::warn!(messages = group.len(), "a batch of inbound messages failed; storing them one by one");
+                tracing::warn!(
+                    messages = group.len(),
+                    "a batch of inbound messages failed; storing them one by one"
+                );
                 for waiting in group {
                     let stored =
                         store_messages(pool, company_id, account_id, kind, &[&waiting.message])
                             .await
-                            .and_then(|rows| rows.into_iter().next().ok_or(sqlx::Error::RowNotFound));
+                            .and_then(|rows| {
+                                rows.into_iter().next().ok_or(sqlx::Error::RowNotFound)
+                            });
                     let _ = waiting.answer.send(stored);
                 }
             }
@@ -325,7 +330,14 @@ where
         );
         sent_at.push(message.sent_at);
         contents.push(serde_json::to_value(&message.content).unwrap_or_else(|_| json!({})));
-        previews.push(message.content.preview().chars().take(2000).collect::<String>());
+        previews.push(
+            message
+                .content
+                .preview()
+                .chars()
+                .take(2000)
+                .collect::<String>(),
+        );
         ids.push(Uuid::now_v7());
     }
     // A contact, a conversation and its OPENED event for each, used where one is made.

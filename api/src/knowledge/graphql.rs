@@ -479,7 +479,7 @@ impl KnowledgeSubscription {
             .map(|id| parse_id(&id, "knowledge base"))
             .transpose()?;
         let company_id = actor.company_id;
-        let events = BroadcastStream::new(state(ctx).events.subscribe());
+        let events = BroadcastStream::new(state(ctx).events.subscribe_company(company_id));
         let updates = events.filter_map(move |event| async move {
             let event = event.ok()?;
             if event.company_id != company_id {

@@ -263,7 +263,7 @@ impl UsersSubscription {
         let actor = actor(ctx)?;
         actor.require(Role::Staff, ApiScope::UsersRead)?;
         let company_id = actor.company_id;
-        let events = BroadcastStream::new(state(ctx).events.subscribe());
+        let events = BroadcastStream::new(state(ctx).events.subscribe_company(company_id));
         let changes = events.filter_map(move |event| async move {
             let event = event.ok()?;
             if event.company_id != company_id {

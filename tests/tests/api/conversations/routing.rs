@@ -724,3 +724,94 @@ async fn subscribers_on_one_node_share_each_new_messages_read() {
     );
     assert!(reads >= 10, "{reads}: the messages were read at all");
 }
+
+/// One WhatsApp delivery carrying `count` text messages from one sender.
+fn burst(account: &Account, count: usize, first: usize) -> Delivery {
+    let messages: Vec<Value> = (first..first + count)
+        .map(|n| {
+            json!({ "from": "6281200099999", "id": format!("wamid.burst.{n}"),
+                    "timestamp": now().to_string(), "type": "text",
+                    "text": { "body": format!("burst {n}") } })
+        })
+        .collect();
+    account.meta_json(json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "102290129340398", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550783881",
+                          "phone_number_id": "106540352242922" },
+            "contacts": [{ "profile": { "name": "Bursty" }, "wa_id": "6281200099999" }],
+            "messages": messages
+        } }] }]
+    }))
+}
+
+#[tokio::test]
+async fn a_subscriber_that_falls_behind_is_told_so_and_other_companies_are_not_affected() {
+    let fake = FakeProvider::start().await;
+    let app = TestApp::spawn_with(&[
+        ("OBROL_CHANNEL_API_BASE", fake.url.clone()),
+        ("OBROL_EVENT_BUFFER", "8".to_string()),
+    ])
+    .await;
+    let busy = app.sign_up("Busy Company").await;
+    let quiet = app.sign_up("Quiet Company").await;
+    let account = connect(&app, &fake, &busy, "WHATSAPP").await;
+    let quiet_account = connect(&app, &fake, &quiet, "VIBER").await;
+    let query = "subscription { messageAdded { text } }";
+    let mut behind = Subscription::start(&app.server.url, Some(&busy.token), query)
+        .await
+        .unwrap();
+    let mut neighbour = Subscription::start(&app.server.url, Some(&quiet.token), query)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // 300 messages committed at once: far more events than the buffer of 8 holds while
+    // the subscriber reads the first ones.
+    assert_eq!(post(&app, &account, &burst(&account, 300, 0)).await.0, 200);
+    let mut received = 0;
+    let missed = loop {
+        let item = behind
+            .next(Duration::from_secs(20))
+            .await
+            .expect("the subscription says something before it ends");
+        if item["payload"]["errors"].is_array() {
+            break item;
+        }
+        assert_eq!(item["type"], "next", "{item}");
+        received += 1;
+    };
+    assert!(received < 300, "received {received} of 300");
+    assert_eq!(
+        error_code(&missed["payload"]),
+        Some("EVENTS_MISSED"),
+        "{missed}"
+    );
+    // Nothing was lost, only not pushed: reloading shows all 300, unread.
+    let stored = conversations(&app, &busy, json!({})).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["unreadCount"], 300);
+
+    // The other company's subscriber has its own buffer: it missed nothing, and hears its
+    // own message next.
+    let hello = quiet_account.text(&app, 1, 1, "Quiet hello", now());
+    assert_eq!(post(&app, &quiet_account, &hello).await.0, 200);
+    let heard = neighbour.next(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(
+        heard["payload"]["data"]["messageAdded"]["text"], "Quiet hello",
+        "{heard}"
+    );
+
+    // Subscribing again works as before.
+    let mut again = Subscription::start(&app.server.url, Some(&busy.token), query)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(post(&app, &account, &burst(&account, 1, 1000)).await.0, 200);
+    let next = again.next(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(
+        next["payload"]["data"]["messageAdded"]["text"], "burst 1000",
+        "{next}"
+    );
+}
