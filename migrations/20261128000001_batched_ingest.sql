@@ -137,6 +137,7 @@ returns table (message_id uuid, conversation_id uuid, contact_id uuid,
         v_due_contacts uuid[];
         v_due_sent timestamptz[];
         v_found record;
+        v_i integer;
     begin
         if n = 0 then
             return;
@@ -188,18 +189,22 @@ returns table (message_id uuid, conversation_id uuid, contact_id uuid,
             end if;
         end loop;
 
-        -- New senders, and contacts without an open conversation, one at a time.
-        for i in 1 .. n loop
-            if v_existing[i] is null and v_conversation[i] is null then
-                select * into v_found from inbound_conversation(
-                    v_company, p_account, p_channel, p_froms[i], p_names[i], p_phones[i],
-                    p_new_ids[3 * i - 2], p_new_ids[3 * i - 1], p_new_ids[3 * i]);
-                v_contact[i] := v_found.contact_id;
-                v_conversation[i] := v_found.conversation_id;
-                v_last[i] := v_found.last_inbound_at;
-                v_created[i] := v_found.contact_created;
-                v_opened[i] := v_found.conversation_opened;
-            end if;
+        -- New senders, and contacts without an open conversation, one at a time, in sender
+        -- order: what this takes (a new contact, identity, conversation, or the lock on one
+        -- opened meanwhile), two batches then take in the same order.
+        for v_i in
+            select g.i from generate_series(1, n) g (i)
+            where v_existing[g.i] is null and v_conversation[g.i] is null
+            order by p_froms[g.i], g.i
+        loop
+            select * into v_found from inbound_conversation(
+                v_company, p_account, p_channel, p_froms[v_i], p_names[v_i], p_phones[v_i],
+                p_new_ids[3 * v_i - 2], p_new_ids[3 * v_i - 1], p_new_ids[3 * v_i]);
+            v_contact[v_i] := v_found.contact_id;
+            v_conversation[v_i] := v_found.conversation_id;
+            v_last[v_i] := v_found.last_inbound_at;
+            v_created[v_i] := v_found.contact_created;
+            v_opened[v_i] := v_found.conversation_opened;
         end loop;
 
         with stored as (

@@ -241,6 +241,8 @@ impl EventBus {
     /// `company`'s events only, in a buffer of its own.
     pub fn subscribe_company(&self, company: Uuid) -> broadcast::Receiver<Event> {
         let mut companies = lock(&self.companies);
+        // Companies whose subscribers have all gone give their buffers back.
+        companies.retain(|_, sender| sender.receiver_count() > 0);
         companies
             .entry(company)
             .or_insert_with(|| broadcast::channel(self.capacity).0)

@@ -56,6 +56,8 @@ struct Waiting {
     account_id: Uuid,
     kind: ChannelType,
     message: InboundMessage,
+    /// Made on arrival (ids order messages), kept should the batch be stored again.
+    id: Uuid,
     answer: oneshot::Sender<sqlx::Result<Ingested>>,
 }
 
@@ -95,6 +97,7 @@ impl Batcher {
             account_id,
             kind,
             message,
+            id: Uuid::now_v7(),
             answer,
         };
         let stopped = || sqlx::Error::PoolClosed;
@@ -118,8 +121,9 @@ async fn next_batch(receiver: &Mutex<mpsc::Receiver<Waiting>>) -> Option<Vec<Wai
 }
 
 /// Stores a batch, one statement per channel account in it, and answers each waiting
-/// delivery. Should a statement fail, its messages are stored one by one, so that one
-/// message's problem is its own delivery's error only.
+/// delivery. Should the database refuse a statement (a deadlock, one message's bad data),
+/// its messages are stored one by one, so that one message's problem is its own
+/// delivery's error only; a lost connection fails them all (the providers deliver again).
 async fn store_batch(pool: &PgPool, batch: Vec<Waiting>) {
     let mut groups: Vec<Vec<Waiting>> = Vec::new();
     for waiting in batch {
@@ -135,44 +139,45 @@ async fn store_batch(pool: &PgPool, batch: Vec<Waiting>) {
         metrics::histogram!("obrol_inbound_batch_messages").record(group.len() as f64);
         let first = &group[0];
         let (company_id, account_id, kind) = (first.company_id, first.account_id, first.kind);
-        let messages: Vec<&InboundMessage> = group.iter().map(|w| &w.message).collect();
+        let messages: Vec<(Uuid, &InboundMessage)> =
+            group.iter().map(|w| (w.id, &w.message)).collect();
         match store_messages(pool, company_id, account_id, kind, &messages).await {
             Ok(rows) if rows.len() == group.len() => {
                 for (waiting, row) in group.into_iter().zip(rows) {
                     let _ = waiting.answer.send(Ok(row));
                 }
             }
-            Ok(_) | Err(_) if group.len() > 1 => {
-                tracing::warn!(
-                    messages = group.len(),
-                    "a batch of inbound messages failed; storing them one by one"
-                );
+            Err(sqlx::Error::Database(err)) if group.len() > 1 => {
+                tracing::warn!(error = %err, messages = group.len(),
+                    "a batch of inbound messages was refused; storing them one by one");
                 for waiting in group {
-                    let stored =
-                        store_messages(pool, company_id, account_id, kind, &[&waiting.message])
-                            .await
-                            .and_then(|rows| {
-                                rows.into_iter().next().ok_or(sqlx::Error::RowNotFound)
-                            });
+                    let stored = store_messages(
+                        pool,
+                        company_id,
+                        account_id,
+                        kind,
+                        &[(waiting.id, &waiting.message)],
+                    )
+                    .await
+                    .and_then(|rows| rows.into_iter().next().ok_or(sqlx::Error::RowNotFound));
                     let _ = waiting.answer.send(stored);
                 }
             }
-            Ok(_) => {
-                let _ = first_answer(group).send(Err(sqlx::Error::RowNotFound));
-            }
-            Err(err) => {
-                let _ = first_answer(group).send(Err(err));
+            outcome => {
+                let reason = match outcome {
+                    Ok(rows) => format!("{} rows for {} messages", rows.len(), group.len()),
+                    Err(err) => err.to_string(),
+                };
+                tracing::warn!(error = %reason, messages = group.len(),
+                    "a batch of inbound messages was not stored");
+                for waiting in group {
+                    let _ = waiting
+                        .answer
+                        .send(Err(sqlx::Error::Protocol(reason.clone())));
+                }
             }
         }
     }
-}
-
-fn first_answer(group: Vec<Waiting>) -> oneshot::Sender<sqlx::Result<Ingested>> {
-    group
-        .into_iter()
-        .next()
-        .map(|w| w.answer)
-        .expect("a group is never empty")
 }
 
 /// Stores `events` from account `account_id` (of type `kind`) for `company_id`. A delivery
@@ -214,8 +219,13 @@ pub async fn store(
                 _ => None,
             })
             .collect();
-        let borrowed: Vec<&InboundMessage> = messages.iter().collect();
-        let rows = store_messages(&mut *tx, company_id, account_id, kind, &borrowed).await?;
+        let with_ids: Vec<(Uuid, &InboundMessage)> =
+            messages.iter().map(|m| (Uuid::now_v7(), m)).collect();
+        let rows = if with_ids.is_empty() {
+            Vec::new()
+        } else {
+            store_messages(&mut *tx, company_id, account_id, kind, &with_ids).await?
+        };
         for (message, row) in messages.iter().zip(&rows) {
             if !row.duplicate {
                 // The file is fetched after the acknowledgement, by a job queued with the
@@ -289,13 +299,14 @@ fn tally(summary: &mut Summary, routes: &mut Vec<(Uuid, Uuid, Uuid)>, row: &Inge
     }
 }
 
-/// Stores `messages` of one account in one statement; one row per message, in order.
+/// Stores `messages` (each with its new id) of one account in one statement; one row per
+/// message, in order.
 async fn store_messages<'e, E>(
     executor: E,
     company_id: Uuid,
     account_id: Uuid,
     kind: ChannelType,
-    messages: &[&InboundMessage],
+    messages: &[(Uuid, &InboundMessage)],
 ) -> sqlx::Result<Vec<Ingested>>
 where
     E: sqlx::PgExecutor<'e>,
@@ -313,7 +324,7 @@ where
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    for message in messages {
+    for &(id, message) in messages {
         provider_ids.push(message.provider_message_id.clone());
         froms.push(message.from.chars().take(200).collect::<String>());
         names.push(
@@ -338,7 +349,7 @@ where
                 .take(2000)
                 .collect::<String>(),
         );
-        ids.push(Uuid::now_v7());
+        ids.push(id);
     }
     // A contact, a conversation and its OPENED event for each, used where one is made.
     let fresh: Vec<Uuid> = (0..3 * n).map(|_| Uuid::now_v7()).collect();

@@ -178,37 +178,44 @@ impl<T: Keyed> Reader<T> {
     }
 }
 
-/// Reads a batch, one statement per company (under its row-level security), and answers
-/// everyone who wanted a row of it.
+/// Reads a batch, one statement per company (under its row-level security, the companies
+/// side by side), and answers everyone who wanted a row of it.
 async fn read_batch<T: Keyed>(db: &Db, sql: &str, batch: Vec<Wanted<T>>) {
     let mut by_company: HashMap<Uuid, Vec<Wanted<T>>> = HashMap::new();
     for wanted in batch {
         by_company.entry(wanted.company).or_default().push(wanted);
     }
-    for (company, wanted) in by_company {
-        let mut ids: Vec<Uuid> = wanted.iter().map(|w| w.id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let rows: sqlx::Result<Vec<T>> = async {
-            let mut tx = db.tenant(company).await?;
-            let rows = sqlx::query_as(sql).bind(&ids).fetch_all(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(rows)
-        }
-        .await;
-        match rows {
-            Ok(rows) => {
-                metrics::counter!("obrol_subscriber_reads_total").increment(ids.len() as u64);
-                let rows: HashMap<Uuid, T> = rows.into_iter().map(|r| (r.key(), r)).collect();
-                for wanted in wanted {
-                    let _ = wanted.answer.send(Ok(rows.get(&wanted.id).cloned()));
-                }
+    futures_util::future::join_all(
+        by_company
+            .into_iter()
+            .map(|(company, wanted)| read_company(db, sql, company, wanted)),
+    )
+    .await;
+}
+
+async fn read_company<T: Keyed>(db: &Db, sql: &str, company: Uuid, wanted: Vec<Wanted<T>>) {
+    let mut ids: Vec<Uuid> = wanted.iter().map(|w| w.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows: sqlx::Result<Vec<T>> = async {
+        let mut tx = db.tenant(company).await?;
+        let rows = sqlx::query_as(sql).bind(&ids).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+    .await;
+    match rows {
+        Ok(rows) => {
+            metrics::counter!("obrol_subscriber_reads_total").increment(ids.len() as u64);
+            let rows: HashMap<Uuid, T> = rows.into_iter().map(|r| (r.key(), r)).collect();
+            for wanted in wanted {
+                let _ = wanted.answer.send(Ok(rows.get(&wanted.id).cloned()));
             }
-            Err(err) => {
-                tracing::warn!(error = %err, "reading rows for subscribers");
-                for wanted in wanted {
-                    let _ = wanted.answer.send(Err(Failed));
-                }
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "reading rows for subscribers");
+            for wanted in wanted {
+                let _ = wanted.answer.send(Err(Failed));
             }
         }
     }
