@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::audit::{self, Entry};
+use crate::auth::secrets::Sealer;
 use crate::auth::{Actor, ApiScope, Role};
 use crate::error::{is_unique_violation, ApiError, ApiResult};
 
@@ -468,4 +469,15 @@ async fn commit_account_change(
     tx.commit().await?;
     state.webhook_accounts.forget(id);
     Ok(())
+}
+
+/// An account's credentials as stored (sealed with the server's key), opened: a JSON object.
+pub fn open_credentials(sealer: &Sealer, sealed: &[u8]) -> Result<Map<String, Json>, String> {
+    let opened = sealer
+        .open(sealed)
+        .map_err(|_| "channel credentials cannot be opened".to_string())?;
+    match serde_json::from_slice::<Json>(&opened) {
+        Ok(Json::Object(map)) => Ok(map),
+        _ => Err("channel credentials are not an object".to_string()),
+    }
 }

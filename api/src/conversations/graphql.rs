@@ -420,6 +420,11 @@ impl MessageTemplate {
         self.0.rejection_reason.as_deref()
     }
 
+    /// Meta's id for the template, when Obrol submitted it for review.
+    async fn provider_template_id(&self) -> Option<&str> {
+        self.0.provider_template_id.as_deref()
+    }
+
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -559,6 +564,17 @@ pub struct CreateMessageTemplateInput {
     pub language: String,
     pub category: TemplateCategory,
     pub body: String,
+    /// A sample value for each variable, in order ({{1}} first). Meta reviews a template
+    /// with variables only with them: required when the account has a `waba_id`, through
+    /// which the template is submitted to Meta.
+    #[graphql(default)]
+    pub examples: Vec<String>,
+}
+
+#[derive(InputObject)]
+pub struct StartConversationInput {
+    pub contact_id: ID,
+    pub channel_account_id: ID,
 }
 
 #[derive(InputObject)]
@@ -753,6 +769,23 @@ impl ConversationsMutation {
         ))
     }
 
+    /// Opens a conversation with a contact from the business's side (source BUSINESS),
+    /// assigned to the caller, on one of the company's channel accounts; the contact's open
+    /// conversation if it has one. The contact must have written on that channel before, or
+    /// (WhatsApp, SMS) have a phone number. Outside the channel's window only what the window
+    /// allows can then be sent (a WhatsApp template).
+    async fn start_conversation(
+        &self,
+        ctx: &Context<'_>,
+        input: StartConversationInput,
+    ) -> ApiResult<Conversation> {
+        let contact = parse_id(&input.contact_id, "contact")?;
+        let account = parse_id(&input.channel_account_id, "channel account")?;
+        Ok(Conversation(
+            super::start(state(ctx), actor(ctx)?, contact, account).await?,
+        ))
+    }
+
     /// Reopens a closed conversation (CONFLICT if the contact has opened another since).
     async fn reopen_conversation(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Conversation> {
         let id = parse_id(&id, "conversation")?;
@@ -807,6 +840,7 @@ impl ConversationsMutation {
                 language: input.language,
                 category: input.category,
                 body: input.body,
+                examples: input.examples,
             },
         )
         .await?;

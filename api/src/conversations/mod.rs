@@ -478,6 +478,128 @@ pub async fn close(state: &AppState, actor: &Actor, id: Uuid) -> ApiResult<Conve
     Ok(row)
 }
 
+/// Opens a conversation from the business's side (source BUSINESS) with a contact on one of
+/// the company's channel accounts, assigned to the agent who starts it, so that a reply (a
+/// WhatsApp template outside the window) can be sent in it. The contact's open conversation
+/// is returned instead if it has one. The contact needs an identity on that channel; on
+/// WhatsApp and SMS their phone number gives one.
+pub async fn start(
+    state: &AppState,
+    actor: &Actor,
+    contact_id: Uuid,
+    account_id: Uuid,
+) -> ApiResult<ConversationRow> {
+    actor.require(Role::Staff, ApiScope::ConversationsWrite)?;
+    let mut tx = state.db.tenant(actor.company_id).await?;
+    let visibility = crate::contacts::Visibility::of(&mut tx, actor).await?;
+    let contact: Option<(Option<Uuid>, Option<Uuid>, Option<String>)> =
+        sqlx::query_as("select owner_id, team_id, phone from contacts where id = $1 for update")
+            .bind(contact_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let phone = match contact {
+        Some((owner, team, phone)) if visibility.allows_owned(owner, team) => phone,
+        _ => return Err(ApiError::not_found("contact")),
+    };
+    let account: Option<(String, Option<Uuid>)> = sqlx::query_as(
+        "select type, team_id from channel_accounts where id = $1 and status = 'ACTIVE'",
+    )
+    .bind(account_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((kind, account_team)) = account else {
+        return Err(ApiError::not_found("channel account"));
+    };
+    let kind = ChannelType::from_db(&kind);
+    if let Some(open) = sqlx::query_as::<_, ConversationRow>(&format!(
+        "select {CONVERSATION_COLUMNS} from conversations c
+         where c.contact_id = $1 and c.status = 'OPEN'"
+    ))
+    .bind(contact_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    {
+        tx.commit().await?;
+        return Ok(open);
+    }
+    let known: bool = sqlx::query_scalar(
+        "select exists (select 1 from contact_identities where contact_id = $1 and channel = $2)",
+    )
+    .bind(contact_id)
+    .bind(kind.as_db())
+    .fetch_one(&mut *tx)
+    .await?;
+    if !known {
+        // A phone number is the contact's address on WhatsApp (its digits) and SMS.
+        let address = match (kind, phone.as_deref()) {
+            (ChannelType::Whatsapp, Some(phone)) => Some(phone.trim_start_matches('+').to_string()),
+            (ChannelType::Sms, Some(phone)) => Some(phone.to_string()),
+            _ => None,
+        };
+        let Some(address) = address else {
+            return Err(ApiError::validation(format!(
+                "the contact cannot be reached on {} yet: they have not written there{}",
+                crate::channels::outbound::channel_name(kind),
+                if matches!(kind, ChannelType::Whatsapp | ChannelType::Sms) {
+                    " and have no phone number"
+                } else {
+                    ""
+                }
+            )));
+        };
+        sqlx::query(
+            "insert into contact_identities (id, company_id, contact_id, channel, external_id)
+             values ($1, $2, $3, $4, $5)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(actor.company_id)
+        .bind(contact_id)
+        .bind(kind.as_db())
+        .bind(&address)
+        .execute(&mut *tx)
+        .await
+        .map_err(|err| {
+            if crate::error::is_unique_violation(&err, "contact_identities_key") {
+                ApiError::conflict(format!(
+                    "another contact already has the {} address {address}; merge the two first",
+                    crate::channels::outbound::channel_name(kind)
+                ))
+            } else {
+                err.into()
+            }
+        })?;
+    }
+    let assignee = actor.api_key_id().is_none().then(|| actor.user_id());
+    let row: ConversationRow = sqlx::query_as(&format!(
+        "insert into conversations as c (id, company_id, contact_id, channel_account_id, source,
+             team_id, assignee_id, assigned_at)
+         values ($1, $2, $3, $4, 'BUSINESS', $5, $6, case when $6::uuid is not null then now() end)
+         returning {CONVERSATION_COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(actor.company_id)
+    .bind(contact_id)
+    .bind(account_id)
+    .bind(account_team)
+    .bind(assignee)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query(
+        "insert into conversation_events (id, company_id, conversation_id, kind, source,
+             actor_user_id)
+         values ($1, $2, $3, 'OPENED', 'BUSINESS', $4)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(actor.company_id)
+    .bind(row.id)
+    .bind(actor.user_id())
+    .execute(&mut *tx)
+    .await?;
+    publish_updated(&mut tx, actor.company_id, &row, None).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
 /// Reopens a closed conversation, unless the contact has since opened another.
 pub async fn reopen(state: &AppState, actor: &Actor, id: Uuid) -> ApiResult<ConversationRow> {
     actor.require(Role::Staff, ApiScope::ConversationsWrite)?;

@@ -643,11 +643,8 @@ impl SendWorker {
             .and_then(Json::as_bool)
             .unwrap_or(false);
         let prepared = (|| {
-            let credentials = self.state.sealer.open(&sealed).ok()?;
-            let credentials = match serde_json::from_slice::<Json>(&credentials).ok()? {
-                Json::Object(map) => map,
-                _ => return None,
-            };
+            let credentials =
+                crate::channels::open_credentials(&self.state.sealer, &sealed).ok()?;
             let mut content = content.clone();
             super::attachments::with_link(
                 &self.state,

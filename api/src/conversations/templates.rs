@@ -2,9 +2,11 @@
 //! numbered variables ({{1}}, {{2}}, ...), and Meta's approval status. Outside the 24-hour
 //! window only an APPROVED template may be sent.
 //!
-//! Templates are created here as PENDING; Meta's verdict arrives by webhook
-//! (`message_template_status_update`), or an Admin records it (`setMessageTemplateStatus`)
-//! for a template approved in Meta's own tools.
+//! On an account that names its WhatsApp Business Account (`waba_id`), a new template is
+//! submitted to Meta for review (`POST /<waba_id>/message_templates`) and stored only if
+//! Meta took it, with Meta's id and first status. Without one, it is stored as PENDING, for
+//! a template made in Meta's own tools. Either way Meta's verdict arrives by webhook
+//! (`message_template_status_update`), or an Admin records it (`setMessageTemplateStatus`).
 
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -25,11 +27,12 @@ pub struct TemplateRow {
     pub variable_count: i32,
     pub status: String,
     pub rejection_reason: Option<String>,
+    pub provider_template_id: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 const COLUMNS: &str = "id, channel_account_id, name, language, category, body, variable_count, \
-    status, rejection_reason, created_at";
+    status, rejection_reason, provider_template_id, created_at";
 
 #[derive(async_graphql::Enum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TemplateCategory {
@@ -121,6 +124,8 @@ pub struct NewTemplate {
     pub language: String,
     pub category: TemplateCategory,
     pub body: String,
+    /// A sample value per variable, in order (Meta reviews a template with them).
+    pub examples: Vec<String>,
 }
 
 pub async fn create(state: &AppState, actor: &Actor, input: NewTemplate) -> ApiResult<TemplateRow> {
@@ -157,25 +162,98 @@ pub async fn create(state: &AppState, actor: &Actor, input: NewTemplate) -> ApiR
         ));
     }
     let variable_count = count_variables(body).map_err(ApiError::validation)?;
+    let examples: Vec<String> = input
+        .examples
+        .iter()
+        .map(|e| e.trim().to_string())
+        .collect();
+    if !examples.is_empty() && examples.len() != variable_count as usize {
+        return Err(ApiError::validation(format!(
+            "give one example per variable: the body has {variable_count}, and {} were given",
+            examples.len()
+        )));
+    }
+    if examples
+        .iter()
+        .any(|e| e.is_empty() || e.chars().count() > 200)
+    {
+        return Err(ApiError::validation(
+            "an example is between 1 and 200 characters",
+        ));
+    }
     let mut tx = state.db.tenant(actor.company_id).await?;
-    let kind: Option<String> =
-        sqlx::query_scalar("select type from channel_accounts where id = $1 and status = 'ACTIVE'")
-            .bind(input.channel_account_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    match kind.as_deref().map(ChannelType::from_db) {
+    let account: Option<(String, Vec<u8>)> = sqlx::query_as(
+        "select type, credentials_sealed from channel_accounts where id = $1 and status = 'ACTIVE'",
+    )
+    .bind(input.channel_account_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let sealed = match account {
         None => return Err(ApiError::not_found("channel account")),
-        Some(ChannelType::Whatsapp) => {}
+        Some((kind, sealed)) if ChannelType::from_db(&kind) == ChannelType::Whatsapp => sealed,
         Some(_) => {
             return Err(ApiError::validation(
                 "message templates belong to WhatsApp accounts",
             ))
         }
+    };
+    let exists: bool = sqlx::query_scalar(
+        "select exists (select 1 from message_templates
+                        where channel_account_id = $1 and name = $2 and language = $3)",
+    )
+    .bind(input.channel_account_id)
+    .bind(name)
+    .bind(language)
+    .fetch_one(&mut *tx)
+    .await?;
+    if exists {
+        return Err(duplicate());
     }
+    let credentials = crate::channels::open_credentials(&state.sealer, &sealed)
+        .map_err(|err| ApiError::internal("opening channel credentials", err))?;
+    let submitted = if credentials
+        .get("waba_id")
+        .and_then(|v| v.as_str())
+        .is_some_and(|id| !id.trim().is_empty())
+    {
+        if variable_count > 0 && examples.is_empty() {
+            return Err(ApiError::validation(
+                "Meta reviews a template with variables only with an example for each: give `examples`",
+            ));
+        }
+        let submission = crate::channels::outbound::TemplateSubmission {
+            name,
+            language,
+            category: input.category.as_db(),
+            body,
+            examples: &examples,
+        };
+        let answer = state
+            .sender
+            .submit_whatsapp_template(&credentials, &submission)
+            .await
+            .map_err(|err| {
+                if err.retryable {
+                    ApiError::RateLimited(format!(
+                        "Meta could not take the template now ({}); try again shortly",
+                        err.reason
+                    ))
+                } else {
+                    ApiError::validation(format!("Meta refused the template: {}", err.reason))
+                }
+            })?;
+        Some(answer)
+    } else {
+        None
+    };
+    let (status, provider_id) = match &submitted {
+        Some(answer) => (answer.status.as_str(), answer.id.as_deref()),
+        None => ("PENDING", None),
+    };
     let row: TemplateRow = sqlx::query_as(&format!(
         "insert into message_templates (id, company_id, channel_account_id, name, language, category,
-             body, variable_count)
-         values ($1, $2, $3, $4, $5, $6, $7, $8) returning {COLUMNS}"
+             body, variable_count, status, provider_template_id)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning {COLUMNS}"
     ))
     .bind(Uuid::now_v7())
     .bind(actor.company_id)
@@ -185,17 +263,23 @@ pub async fn create(state: &AppState, actor: &Actor, input: NewTemplate) -> ApiR
     .bind(input.category.as_db())
     .bind(body)
     .bind(variable_count)
+    .bind(status)
+    .bind(provider_id)
     .fetch_one(&mut *tx)
     .await
     .map_err(|err| {
         if is_unique_violation(&err, "message_templates_key") {
-            ApiError::conflict("this account already has a template with that name and language")
+            duplicate()
         } else {
             err.into()
         }
     })?;
     tx.commit().await?;
     Ok(row)
+}
+
+fn duplicate() -> ApiError {
+    ApiError::conflict("this account already has a template with that name and language")
 }
 
 pub async fn list(

@@ -38,6 +38,62 @@ pub(super) async fn send_whatsapp(
     }
 }
 
+/// A WhatsApp template as Meta reviews it.
+pub struct TemplateSubmission<'a> {
+    pub name: &'a str,
+    pub language: &'a str,
+    /// MARKETING, UTILITY or AUTHENTICATION.
+    pub category: &'a str,
+    pub body: &'a str,
+    /// A sample value for each of the body's variables, in order.
+    pub examples: &'a [String],
+}
+
+/// What Meta answered to a submitted template: its id and first status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateSubmitted {
+    pub id: Option<String>,
+    /// PENDING, APPROVED or REJECTED (Meta may decide at once).
+    pub status: String,
+}
+
+/// `POST /<waba_id>/message_templates`: submits a template for Meta's review, with the body
+/// as its one component and the samples Meta asks for when there are variables.
+pub(super) async fn submit_whatsapp_template(
+    sender: &Sender,
+    credentials: &Credentials,
+    template: &TemplateSubmission<'_>,
+) -> Result<TemplateSubmitted, SendError> {
+    let token = credential(credentials, "access_token")?;
+    let waba_id = credential(credentials, "waba_id")?;
+    let url = sender.endpoint(GRAPH_BASE, &[GRAPH_VERSION, waba_id, "message_templates"])?;
+    let mut body = json!({ "type": "BODY", "text": template.body });
+    if !template.examples.is_empty() {
+        body["example"] = json!({ "body_text": [template.examples] });
+    }
+    let payload = json!({
+        "name": template.name,
+        "language": template.language,
+        "category": template.category,
+        "components": [body],
+    });
+    let answer = sender
+        .exchange(sender.http.post(url).bearer_auth(token).json(&payload))
+        .await?;
+    if !answer.status.is_success() {
+        return Err(meta_failure(&answer));
+    }
+    let status = match answer.text_at("/status").as_deref() {
+        Some("APPROVED") => "APPROVED",
+        Some("REJECTED") => "REJECTED",
+        _ => "PENDING",
+    };
+    Ok(TemplateSubmitted {
+        id: answer.text_at("/id"),
+        status: status.to_string(),
+    })
+}
+
 /// `POST /<page_id>/messages` with the page token, answering `message_id`.
 pub(super) async fn send_messenger(
     sender: &Sender,

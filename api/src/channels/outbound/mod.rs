@@ -34,6 +34,7 @@ use super::model::{OutboundContent, OutboundMessage};
 use super::ChannelType;
 
 pub use download::{bare_type, Downloaded};
+pub use meta::{TemplateSubmission, TemplateSubmitted};
 
 pub type Credentials = Map<String, Json>;
 
@@ -189,6 +190,15 @@ impl Sender {
                 provider_message_id: None,
             }),
         }
+    }
+
+    /// Submits a WhatsApp message template to Meta for review (the account's `waba_id`).
+    pub async fn submit_whatsapp_template(
+        &self,
+        credentials: &Credentials,
+        template: &TemplateSubmission<'_>,
+    ) -> Result<TemplateSubmitted, SendError> {
+        meta::submit_whatsapp_template(self, credentials, template).await
     }
 
     /// The URL of `segments` at the provider (or at the override, for tests). Segments are

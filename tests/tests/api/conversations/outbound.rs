@@ -633,3 +633,244 @@ async fn a_status_reported_before_the_send_is_recorded_is_applied_when_it_is() {
     let message = settled(&app, &admin, &conversation, id).await;
     assert_eq!(message["providerMessageId"], "wamid.early");
 }
+
+#[tokio::test]
+async fn whatsapp_templates_are_submitted_to_meta_for_review() {
+    let (app, fake) = spawn().await;
+    let admin = app.sign_up("Templates At Meta").await;
+    let mut credentials = credentials("WHATSAPP");
+    credentials["waba_id"] = json!("102290129340398");
+    let data = app
+        .gql_ok(
+            Some(&admin.token),
+            CONNECT,
+            json!({ "input": { "type": "WHATSAPP", "name": "Our number", "credentials": credentials } }),
+        )
+        .await;
+    let account = data["connectChannel"]["id"].as_str().unwrap().to_string();
+    let create = "mutation($input: CreateMessageTemplateInput!) {
+        createMessageTemplate(input: $input) { id name status providerTemplateId } }";
+    let input = |name: &str, examples: Value| {
+        json!({ "input": { "channelAccountId": account, "name": name, "language": "en_US",
+            "category": "UTILITY", "body": "Hi {{1}}, order {{2}} has shipped.",
+            "examples": examples } })
+    };
+
+    // Meta reviews variables only with examples: refused here, before any call.
+    let missing = app
+        .gql(Some(&admin.token), create, input("order_update", json!([])))
+        .await;
+    assert_eq!(error_code(&missing), Some("VALIDATION"), "{missing}");
+    assert!(missing["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("example"));
+    let wrong_count = app
+        .gql(
+            Some(&admin.token),
+            create,
+            input("order_update", json!(["Ana"])),
+        )
+        .await;
+    assert_eq!(error_code(&wrong_count), Some("VALIDATION"));
+    assert!(fake.requests_to("message_templates").is_empty());
+
+    // Submitted as Meta documents it; Meta's id and status are kept.
+    fake.script(
+        "/message_templates",
+        200,
+        json!({ "id": "594425479261596", "status": "PENDING", "category": "UTILITY" }),
+        &[],
+    );
+    let made = app
+        .gql_ok(
+            Some(&admin.token),
+            create,
+            input("order_update", json!(["Ana", "#1042"])),
+        )
+        .await;
+    assert_eq!(made["createMessageTemplate"]["status"], "PENDING");
+    assert_eq!(
+        made["createMessageTemplate"]["providerTemplateId"],
+        "594425479261596"
+    );
+    let calls = fake.requests_to("message_templates");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].method, "POST");
+    assert_eq!(calls[0].path, "/v21.0/102290129340398/message_templates");
+    assert_eq!(calls[0].header("authorization"), Some("Bearer wa-token"));
+    assert_eq!(
+        calls[0].json(),
+        json!({ "name": "order_update", "language": "en_US", "category": "UTILITY",
+                "components": [{ "type": "BODY", "text": "Hi {{1}}, order {{2}} has shipped.",
+                                 "example": { "body_text": [["Ana", "#1042"]] } }] })
+    );
+
+    // Meta refuses one: the reason reaches the Admin and nothing is stored.
+    fake.script(
+        "/message_templates",
+        400,
+        json!({ "error": { "message": "Invalid parameter", "type": "OAuthException", "code": 100,
+                           "error_subcode": 2388024,
+                           "error_data": { "details": "Content in this language already exists" },
+                           "fbtrace_id": "AbCdEf" } }),
+        &[],
+    );
+    let refused = app
+        .gql(
+            Some(&admin.token),
+            create,
+            input("shipping_notice", json!(["Ana", "#1042"])),
+        )
+        .await;
+    assert_eq!(error_code(&refused), Some("VALIDATION"), "{refused}");
+    let message = refused["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("Meta refused") && message.contains("already exists"),
+        "{message}"
+    );
+
+    // Meta may approve a utility template at once.
+    fake.script(
+        "/message_templates",
+        200,
+        json!({ "id": "594425479261597", "status": "APPROVED", "category": "UTILITY" }),
+        &[],
+    );
+    let approved = app
+        .gql_ok(
+            Some(&admin.token),
+            create,
+            input("delivery_window", json!(["Ana", "#1043"])),
+        )
+        .await;
+    assert_eq!(approved["createMessageTemplate"]["status"], "APPROVED");
+
+    let listed = app
+        .gql_ok(
+            Some(&admin.token),
+            "{ messageTemplates { name status } }",
+            json!({}),
+        )
+        .await;
+    let names: Vec<&str> = listed["messageTemplates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["delivery_window", "order_update"]);
+}
+
+#[tokio::test]
+async fn agents_start_conversations_with_contacts_who_have_not_written() {
+    let (app, fake, admin, whatsapp) = setup("WHATSAPP").await;
+    let messenger = connect(&app, &fake, &admin, "MESSENGER").await;
+    let made = app
+        .gql_ok(
+            Some(&admin.token),
+            "mutation { createContact(input: { firstName: \"Rina\", phone: \"+62 812-0007-7777\" }) { id } }",
+            json!({}),
+        )
+        .await;
+    let contact = made["createContact"]["id"].as_str().unwrap().to_string();
+    let start = "mutation($input: StartConversationInput!) { startConversation(input: $input) {
+        id status source assignee { id } contact { id } channelAccount { id }
+        window { open templateRequired } } }";
+    let input =
+        |account: &str| json!({ "input": { "contactId": contact, "channelAccountId": account } });
+
+    // Never written on Messenger: nobody to write to there.
+    let refused = app
+        .gql(Some(&admin.token), start, input(&messenger.id))
+        .await;
+    assert_eq!(error_code(&refused), Some("VALIDATION"), "{refused}");
+    assert!(refused["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Messenger"));
+
+    // On WhatsApp the phone number is the address: the agent opens it, and it is theirs.
+    let started = app
+        .gql_ok(Some(&admin.token), start, input(&whatsapp.id))
+        .await;
+    let conversation = &started["startConversation"];
+    assert_eq!(conversation["status"], "OPEN");
+    assert_eq!(conversation["source"], "BUSINESS");
+    assert_eq!(conversation["assignee"]["id"], admin.user_id.as_str());
+    assert_eq!(conversation["channelAccount"]["id"], whatsapp.id.as_str());
+    // The contact never wrote: only a template may open the chat.
+    assert_eq!(conversation["window"]["open"], false);
+    assert_eq!(conversation["window"]["templateRequired"], true);
+    let id = conversation["id"].as_str().unwrap().to_string();
+    let text = send(
+        &app,
+        &admin,
+        json!({ "conversationId": id, "text": "Hello Rina" }),
+    )
+    .await;
+    assert_eq!(error_code(&text), Some("WINDOW_CLOSED"), "{text}");
+
+    // Starting again gives the same open conversation.
+    let again = app
+        .gql_ok(Some(&admin.token), start, input(&whatsapp.id))
+        .await;
+    assert_eq!(again["startConversation"]["id"], id.as_str());
+
+    // An approved template goes to the phone number's WhatsApp id.
+    let template = app
+        .gql_ok(
+            Some(&admin.token),
+            "mutation($input: CreateMessageTemplateInput!) { createMessageTemplate(input: $input) { id } }",
+            json!({ "input": { "channelAccountId": whatsapp.id, "name": "welcome", "language": "en",
+                    "category": "MARKETING", "body": "Hi {{1}}, welcome!" } }),
+        )
+        .await["createMessageTemplate"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.gql_ok(
+        Some(&admin.token),
+        "mutation($id: ID!) { setMessageTemplateStatus(id: $id, status: APPROVED) { status } }",
+        json!({ "id": template }),
+    )
+    .await;
+    let sent = send(
+        &app,
+        &admin,
+        json!({ "conversationId": id, "templateId": template, "templateVariables": ["Rina"] }),
+    )
+    .await;
+    let message = sent["data"]["sendMessage"]["id"].as_str().unwrap();
+    assert_eq!(settled(&app, &admin, &id, message).await["status"], "SENT");
+    let call = fake.requests_to("/messages").pop().unwrap();
+    assert_eq!(call.json()["to"], "6281200077777");
+
+    // When Rina answers, her message lands in that conversation.
+    let reply = whatsapp.text(&app, 0, 1, "Thanks!", now());
+    let reply = Delivery {
+        body: String::from_utf8(reply.body)
+            .unwrap()
+            .replace("6281200000000", "6281200077777")
+            .into_bytes(),
+        ..reply
+    };
+    let reply = whatsapp.meta(reply.body);
+    assert_eq!(post(&app, &whatsapp, &reply).await.0, 200);
+    let listed = conversations(&app, &admin, json!({})).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["unreadCount"], 1);
+
+    // Another company cannot start one with this contact.
+    let other = app.sign_up("Someone Else").await;
+    let other_account = connect(&app, &fake, &other, "SMS").await;
+    let hidden = app
+        .gql(
+            Some(&other.token),
+            start,
+            json!({ "input": { "contactId": contact, "channelAccountId": other_account.id } }),
+        )
+        .await;
+    assert_eq!(error_code(&hidden), Some("NOT_FOUND"));
+}
