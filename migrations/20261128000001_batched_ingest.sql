@@ -63,6 +63,15 @@ create function inbound_conversation(
                 insert into contact_activities (id, company_id, contact_id, kind, details)
                 values (gen_random_uuid(), p_company, contact_id, 'CREATED',
                         jsonb_build_object('source', p_channel));
+                -- Messenger and Instagram webhooks carry no name: it is asked of Meta's
+                -- profile API (conversations::profiles), after the acknowledgement.
+                if v_name is null and p_channel in ('MESSENGER', 'INSTAGRAM') then
+                    insert into jobs (id, company_id, kind, payload)
+                    values (gen_random_uuid(), p_company, 'contact.fetch_profile',
+                            jsonb_build_object('contact_id', contact_id::text,
+                                               'account_id', p_account::text,
+                                               'external_id', p_from));
+                end if;
             end if;
         end if;
 

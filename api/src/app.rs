@@ -271,6 +271,14 @@ impl App {
             2,
             knowledge.job_lease,
         );
+        // Names of contacts met on Messenger and Instagram.
+        let _profiles = crate::jobs::Workers::start(
+            state.db.clone(),
+            vec![crate::conversations::profiles::PROFILE_JOB.to_string()],
+            crate::conversations::profiles::handler(state.clone()),
+            1,
+            knowledge.job_lease,
+        );
         let _registrations = crate::jobs::Workers::start(
             state.db.clone(),
             vec![crate::channels::setup::REGISTER_JOB.to_string()],

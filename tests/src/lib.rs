@@ -360,6 +360,24 @@ impl TestApp {
         format!("{}{path}", self.server.url)
     }
 
+    /// The value of metric `name` (a line `name value`, labels included in `name`) on the
+    /// node at `base`'s `/metrics`; 0 when the node has not recorded it yet.
+    pub async fn metric_at(&self, base: &str, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// Posts a GraphQL request and returns the whole JSON response.
     pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
         gql_at(&self.http, &self.server.url, token, query, variables).await

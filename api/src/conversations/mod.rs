@@ -8,6 +8,7 @@
 pub mod attachments;
 pub mod graphql;
 pub mod ingest;
+pub mod profiles;
 pub mod reads;
 pub mod routing;
 pub mod send;

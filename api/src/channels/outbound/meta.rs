@@ -94,6 +94,58 @@ pub(super) async fn submit_whatsapp_template(
     })
 }
 
+/// A contact's name as Meta's profile APIs give it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Profile {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+/// Messenger's User Profile API (`GET /<PSID>?fields=first_name,last_name` with the page
+/// token) or Instagram's (`GET /<IGSID>?fields=name,username`: the name, else the username).
+pub(super) async fn profile(
+    sender: &Sender,
+    instagram: bool,
+    credentials: &Credentials,
+    user_id: &str,
+) -> Result<Profile, SendError> {
+    let (token, fields) = if instagram {
+        (credential(credentials, "access_token")?, "name,username")
+    } else {
+        (
+            credential(credentials, "page_access_token")?,
+            "first_name,last_name",
+        )
+    };
+    let mut url = sender.endpoint(GRAPH_BASE, &[GRAPH_VERSION, user_id])?;
+    url.query_pairs_mut().append_pair("fields", fields);
+    let answer = sender
+        .exchange(sender.http.get(url).bearer_auth(token))
+        .await?;
+    if !answer.status.is_success() {
+        return Err(meta_failure(&answer));
+    }
+    if !instagram {
+        return Ok(Profile {
+            first_name: answer.text_at("/first_name"),
+            last_name: answer.text_at("/last_name"),
+        });
+    }
+    let Some(name) = answer
+        .text_at("/name")
+        .or_else(|| answer.text_at("/username"))
+    else {
+        return Ok(Profile::default());
+    };
+    let name = name.trim();
+    let (first, last) = name.split_once(' ').unwrap_or((name, ""));
+    let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+    Ok(Profile {
+        first_name: non_empty(first),
+        last_name: non_empty(last),
+    })
+}
+
 /// `POST /<page_id>/messages` with the page token, answering `message_id`.
 pub(super) async fn send_messenger(
     sender: &Sender,

@@ -34,7 +34,7 @@ use super::model::{OutboundContent, OutboundMessage};
 use super::ChannelType;
 
 pub use download::{bare_type, Downloaded};
-pub use meta::{TemplateSubmission, TemplateSubmitted};
+pub use meta::{Profile, TemplateSubmission, TemplateSubmitted};
 
 pub type Credentials = Map<String, Json>;
 
@@ -189,6 +189,21 @@ impl Sender {
             ChannelType::LiveChat => Ok(Sent {
                 provider_message_id: None,
             }),
+        }
+    }
+
+    /// The name Messenger or Instagram knows a contact by (`user_id`: their page- or
+    /// Instagram-scoped id); other channels' webhooks carry names themselves.
+    pub async fn profile(
+        &self,
+        kind: ChannelType,
+        credentials: &Credentials,
+        user_id: &str,
+    ) -> Result<Profile, SendError> {
+        match kind {
+            ChannelType::Messenger => meta::profile(self, false, credentials, user_id).await,
+            ChannelType::Instagram => meta::profile(self, true, credentials, user_id).await,
+            _ => Ok(Profile::default()),
         }
     }
 

@@ -1,6 +1,8 @@
 //! Inbound webhooks: every provider's verification, its documented payload shape, and
 //! redeliveries.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use super::*;
@@ -308,24 +310,12 @@ async fn merging_two_contacts_keeps_both_conversation_histories() {
 
 /// `obrol_inbound_batch_messages` on `app`: (batches stored, messages in them).
 async fn inbound_batches(app: &TestApp) -> (f64, f64) {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let base = &app.server.url;
     (
-        value("obrol_inbound_batch_messages_count "),
-        value("obrol_inbound_batch_messages_sum "),
+        app.metric_at(base, "obrol_inbound_batch_messages_count")
+            .await,
+        app.metric_at(base, "obrol_inbound_batch_messages_sum")
+            .await,
     )
 }
 
@@ -446,4 +436,65 @@ async fn simultaneous_deliveries_are_each_stored_once_in_the_right_conversation(
         )
         .await;
     assert_eq!(active["monthlyActiveContacts"]["count"], 30);
+}
+
+#[tokio::test]
+async fn messenger_and_instagram_contacts_get_their_names_from_meta() {
+    let (app, fake) = spawn().await;
+    let admin = app.sign_up("Names From Meta").await;
+    let messenger = connect(&app, &fake, &admin, "MESSENGER").await;
+    let instagram = connect(&app, &fake, &admin, "INSTAGRAM").await;
+    // Meta's documented answers: Messenger's User Profile API, Instagram's user profile.
+    fake.script(
+        "/v21.0/249000000000001",
+        200,
+        json!({ "first_name": "Ana", "last_name": "Lima", "id": "249000000000001" }),
+        &[],
+    );
+    fake.script(
+        "/v21.0/249000000000002",
+        200,
+        json!({ "name": "Budi Santoso", "username": "budi.santoso", "id": "249000000000002" }),
+        &[],
+    );
+    let hello = messenger.text(&app, 1, 1, "Hello from Messenger", now());
+    assert_eq!(post(&app, &messenger, &hello).await.0, 200);
+    let hi = instagram.text(&app, 2, 2, "Hi from Instagram", now());
+    assert_eq!(post(&app, &instagram, &hi).await.0, 200);
+
+    let names = eventually(Duration::from_secs(15), || async {
+        let mut names: Vec<String> = conversations(&app, &admin, json!({}))
+            .await
+            .iter()
+            .filter_map(|c| c["contact"]["name"].as_str().map(str::to_string))
+            .filter(|name| !name.is_empty())
+            .collect();
+        names.sort();
+        (names.len() == 2).then_some(names)
+    })
+    .await
+    .expect("both contacts are named");
+    assert_eq!(names, vec!["Ana Lima", "Budi Santoso"]);
+
+    let asked = fake.requests_to("/v21.0/2490000000000");
+    assert_eq!(asked.len(), 2, "one profile request per new contact");
+    let messenger_call = asked.iter().find(|r| r.path.ends_with("01")).unwrap();
+    assert_eq!(messenger_call.method, "GET");
+    assert_eq!(messenger_call.query, "fields=first_name%2Clast_name");
+    assert_eq!(
+        messenger_call.header("authorization"),
+        Some("Bearer fb-token")
+    );
+    let instagram_call = asked.iter().find(|r| r.path.ends_with("02")).unwrap();
+    assert_eq!(instagram_call.query, "fields=name%2Cusername");
+    assert_eq!(
+        instagram_call.header("authorization"),
+        Some("Bearer ig-token")
+    );
+
+    // A contact already known is not asked about again.
+    let again = messenger.text(&app, 1, 3, "Me again", now());
+    assert_eq!(post(&app, &messenger, &again).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(fake.requests_to("/v21.0/2490000000000").len(), 2);
 }

@@ -656,19 +656,7 @@ async fn a_subscriber_on_another_process_receives_a_message_posted_to_the_first(
 
 /// `obrol_subscriber_reads_total` on the node at `base`.
 async fn subscriber_reads(app: &TestApp, base: &str) -> u64 {
-    let text = app
-        .http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix("obrol_subscriber_reads_total "))
-        .map(|n| n.trim().parse::<f64>().unwrap() as u64)
-        .unwrap_or(0)
+    app.metric_at(base, "obrol_subscriber_reads_total").await as u64
 }
 
 #[tokio::test]
