@@ -493,8 +493,10 @@ pub async fn start(
     actor.require(Role::Staff, ApiScope::ConversationsWrite)?;
     let mut tx = state.db.tenant(actor.company_id).await?;
     let visibility = crate::contacts::Visibility::of(&mut tx, actor).await?;
+    // No lock on the contact: a message arriving from them meanwhile needs its key, and the
+    // inserts below settle any race through their unique indexes.
     let contact: Option<(Option<Uuid>, Option<Uuid>, Option<String>)> =
-        sqlx::query_as("select owner_id, team_id, phone from contacts where id = $1 for update")
+        sqlx::query_as("select owner_id, team_id, phone from contacts where id = $1")
             .bind(contact_id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -512,16 +514,9 @@ pub async fn start(
         return Err(ApiError::not_found("channel account"));
     };
     let kind = ChannelType::from_db(&kind);
-    if let Some(open) = sqlx::query_as::<_, ConversationRow>(&format!(
-        "select {CONVERSATION_COLUMNS} from conversations c
-         where c.contact_id = $1 and c.status = 'OPEN'"
-    ))
-    .bind(contact_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    {
-        tx.commit().await?;
-        return Ok(open);
+    let access = Access::of(&mut tx, actor).await?;
+    if let Some(open) = open_of(&mut tx, contact_id).await? {
+        return existing(tx, &access, open).await;
     }
     let known: bool = sqlx::query_scalar(
         "select exists (select 1 from contact_identities where contact_id = $1 and channel = $2)",
@@ -548,33 +543,49 @@ pub async fn start(
                 }
             )));
         };
-        sqlx::query(
+        // The address may be taken meanwhile (the contact writing first: then it is theirs).
+        let made: Option<Uuid> = sqlx::query_scalar(
             "insert into contact_identities (id, company_id, contact_id, channel, external_id)
-             values ($1, $2, $3, $4, $5)",
+             values ($1, $2, $3, $4, $5)
+             on conflict do nothing
+             returning contact_id",
         )
         .bind(Uuid::now_v7())
         .bind(actor.company_id)
         .bind(contact_id)
         .bind(kind.as_db())
         .bind(&address)
-        .execute(&mut *tx)
-        .await
-        .map_err(|err| {
-            if crate::error::is_unique_violation(&err, "contact_identities_key") {
-                ApiError::conflict(format!(
-                    "another contact already has the {} address {address}; merge the two first",
-                    crate::channels::outbound::channel_name(kind)
-                ))
-            } else {
-                err.into()
+        .fetch_optional(&mut *tx)
+        .await?;
+        let owner = match made {
+            Some(owner) => Some(owner),
+            // A statement of its own: it sees what the conflicting insert committed.
+            None => {
+                sqlx::query_scalar(
+                    "select contact_id from contact_identities
+                     where company_id = $1 and channel = $2 and external_id = $3",
+                )
+                .bind(actor.company_id)
+                .bind(kind.as_db())
+                .bind(&address)
+                .fetch_optional(&mut *tx)
+                .await?
             }
-        })?;
+        };
+        let owner = owner.unwrap_or(contact_id);
+        if owner != contact_id {
+            return Err(ApiError::conflict(format!(
+                "another contact already has the {} address {address}; merge the two first",
+                crate::channels::outbound::channel_name(kind)
+            )));
+        }
     }
     let assignee = actor.api_key_id().is_none().then(|| actor.user_id());
-    let row: ConversationRow = sqlx::query_as(&format!(
+    let made: Option<ConversationRow> = sqlx::query_as(&format!(
         "insert into conversations as c (id, company_id, contact_id, channel_account_id, source,
              team_id, assignee_id, assigned_at)
          values ($1, $2, $3, $4, 'BUSINESS', $5, $6, case when $6::uuid is not null then now() end)
+         on conflict do nothing
          returning {CONVERSATION_COLUMNS}"
     ))
     .bind(Uuid::now_v7())
@@ -583,8 +594,15 @@ pub async fn start(
     .bind(account_id)
     .bind(account_team)
     .bind(assignee)
-    .fetch_one(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
+    let Some(row) = made else {
+        // The contact wrote (or someone reopened theirs) meanwhile: that one is open.
+        let open = open_of(&mut tx, contact_id)
+            .await?
+            .ok_or_else(|| ApiError::conflict("the conversation changed meanwhile; try again"))?;
+        return existing(tx, &access, open).await;
+    };
     sqlx::query(
         "insert into conversation_events (id, company_id, conversation_id, kind, source,
              actor_user_id)
@@ -599,6 +617,36 @@ pub async fn start(
     publish_updated(&mut tx, actor.company_id, &row, None).await?;
     tx.commit().await?;
     Ok(row)
+}
+
+/// The contact's open conversation, if any.
+async fn open_of(
+    conn: &mut PgConnection,
+    contact_id: Uuid,
+) -> sqlx::Result<Option<ConversationRow>> {
+    sqlx::query_as(&format!(
+        "select {CONVERSATION_COLUMNS} from conversations c
+         where c.contact_id = $1 and c.status = 'OPEN'"
+    ))
+    .bind(contact_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Answers `start` with the contact's open conversation, if the actor may see it.
+async fn existing(
+    tx: crate::db::TenantTx,
+    access: &Access,
+    open: ConversationRow,
+) -> ApiResult<ConversationRow> {
+    tx.commit().await?;
+    if access.allows(&open.scope()) {
+        Ok(open)
+    } else {
+        Err(ApiError::conflict(
+            "the contact already has an open conversation, which you cannot see; ask its assignee",
+        ))
+    }
 }
 
 /// Reopens a closed conversation, unless the contact has since opened another.

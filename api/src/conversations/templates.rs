@@ -209,13 +209,21 @@ pub async fn create(state: &AppState, actor: &Actor, input: NewTemplate) -> ApiR
     if exists {
         return Err(duplicate());
     }
+    // No transaction stays open while Meta is asked.
+    tx.commit().await?;
     let credentials = crate::channels::open_credentials(&state.sealer, &sealed)
         .map_err(|err| ApiError::internal("opening channel credentials", err))?;
-    let submitted = if credentials
+    let submits = credentials
         .get("waba_id")
         .and_then(|v| v.as_str())
-        .is_some_and(|id| !id.trim().is_empty())
-    {
+        .is_some_and(|id| !id.trim().is_empty());
+    let submitted = if submits {
+        if input.category == TemplateCategory::Authentication {
+            return Err(ApiError::validation(
+                "Meta writes authentication templates' text itself (a one-time code with a copy \
+                 button): make them in WhatsApp Manager, then record them here without a waba_id",
+            ));
+        }
         if variable_count > 0 && examples.is_empty() {
             return Err(ApiError::validation(
                 "Meta reviews a template with variables only with an example for each: give `examples`",
@@ -228,28 +236,19 @@ pub async fn create(state: &AppState, actor: &Actor, input: NewTemplate) -> ApiR
             body,
             examples: &examples,
         };
-        let answer = state
-            .sender
-            .submit_whatsapp_template(&credentials, &submission)
-            .await
-            .map_err(|err| {
-                if err.retryable {
-                    ApiError::RateLimited(format!(
-                        "Meta could not take the template now ({}); try again shortly",
-                        err.reason
-                    ))
-                } else {
-                    ApiError::validation(format!("Meta refused the template: {}", err.reason))
-                }
-            })?;
-        Some(answer)
+        Some(submit(state, &credentials, &submission).await?)
     } else {
         None
     };
-    let (status, provider_id) = match &submitted {
-        Some(answer) => (answer.status.as_str(), answer.id.as_deref()),
-        None => ("PENDING", None),
+    let (status, provider_id, category) = match &submitted {
+        Some(answer) => (
+            answer.status.as_str(),
+            answer.id.as_deref(),
+            answer.category.as_deref().unwrap_or(input.category.as_db()),
+        ),
+        None => ("PENDING", None, input.category.as_db()),
     };
+    let mut tx = state.db.tenant(actor.company_id).await?;
     let row: TemplateRow = sqlx::query_as(&format!(
         "insert into message_templates (id, company_id, channel_account_id, name, language, category,
              body, variable_count, status, provider_template_id)
@@ -260,7 +259,7 @@ pub async fn create(state: &AppState, actor: &Actor, input: NewTemplate) -> ApiR
     .bind(input.channel_account_id)
     .bind(name)
     .bind(language)
-    .bind(input.category.as_db())
+    .bind(category)
     .bind(body)
     .bind(variable_count)
     .bind(status)
@@ -276,6 +275,44 @@ pub async fn create(state: &AppState, actor: &Actor, input: NewTemplate) -> ApiR
     })?;
     tx.commit().await?;
     Ok(row)
+}
+
+/// Submits a template to Meta. Should Meta refuse it, or not answer after it may have taken
+/// it, a template of that name and language already at Meta (an earlier attempt's, or one
+/// made in WhatsApp Manager) is adopted with its id and status.
+async fn submit(
+    state: &AppState,
+    credentials: &crate::channels::outbound::Credentials,
+    submission: &crate::channels::outbound::TemplateSubmission<'_>,
+) -> ApiResult<crate::channels::outbound::TemplateSubmitted> {
+    let err = match state
+        .sender
+        .submit_whatsapp_template(credentials, submission)
+        .await
+    {
+        Ok(answer) => return Ok(answer),
+        Err(err) => err,
+    };
+    if !err.retryable || err.maybe_delivered {
+        if let Ok(Some(found)) = state
+            .sender
+            .find_whatsapp_template(credentials, submission.name, submission.language)
+            .await
+        {
+            return Ok(found);
+        }
+    }
+    if err.retryable {
+        Err(ApiError::RateLimited(format!(
+            "Meta could not take the template now ({}); try again shortly",
+            err.reason
+        )))
+    } else {
+        Err(ApiError::validation(format!(
+            "Meta refused the template: {}",
+            err.reason
+        )))
+    }
 }
 
 fn duplicate() -> ApiError {

@@ -55,6 +55,63 @@ pub struct TemplateSubmitted {
     pub id: Option<String>,
     /// PENDING, APPROVED or REJECTED (Meta may decide at once).
     pub status: String,
+    /// The category Meta filed it under, which may not be the one asked for.
+    pub category: Option<String>,
+}
+
+/// Meta's answer about one template (a create's answer, or an entry of a list) as stored.
+fn template_answer(value: &Json) -> TemplateSubmitted {
+    let text = |key: &str| match value.get(key) {
+        Some(Json::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Json::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let status = match text("status").as_deref() {
+        Some("APPROVED") => "APPROVED",
+        Some("REJECTED") => "REJECTED",
+        _ => "PENDING",
+    };
+    let category = text("category")
+        .filter(|c| matches!(c.as_str(), "MARKETING" | "UTILITY" | "AUTHENTICATION"));
+    TemplateSubmitted {
+        id: text("id"),
+        status: status.to_string(),
+        category,
+    }
+}
+
+/// `GET /<waba_id>/message_templates?name=…`: the template of that name and language
+/// already at Meta, if there is one.
+pub(super) async fn find_whatsapp_template(
+    sender: &Sender,
+    credentials: &Credentials,
+    name: &str,
+    language: &str,
+) -> Result<Option<TemplateSubmitted>, SendError> {
+    let token = credential(credentials, "access_token")?;
+    let waba_id = credential(credentials, "waba_id")?;
+    let mut url = sender.endpoint(GRAPH_BASE, &[GRAPH_VERSION, waba_id, "message_templates"])?;
+    url.query_pairs_mut()
+        .append_pair("name", name)
+        .append_pair("fields", "id,name,language,status,category");
+    let answer = sender
+        .exchange(sender.http.get(url).bearer_auth(token))
+        .await?;
+    if !answer.status.is_success() {
+        return Err(meta_failure(&answer));
+    }
+    let found = answer
+        .body
+        .get("data")
+        .and_then(Json::as_array)
+        .and_then(|list| {
+            list.iter().find(|t| {
+                t.get("name").and_then(Json::as_str) == Some(name)
+                    && t.get("language").and_then(Json::as_str) == Some(language)
+            })
+        })
+        .map(template_answer);
+    Ok(found)
 }
 
 /// `POST /<waba_id>/message_templates`: submits a template for Meta's review, with the body
@@ -83,15 +140,7 @@ pub(super) async fn submit_whatsapp_template(
     if !answer.status.is_success() {
         return Err(meta_failure(&answer));
     }
-    let status = match answer.text_at("/status").as_deref() {
-        Some("APPROVED") => "APPROVED",
-        Some("REJECTED") => "REJECTED",
-        _ => "PENDING",
-    };
-    Ok(TemplateSubmitted {
-        id: answer.text_at("/id"),
-        status: status.to_string(),
-    })
+    Ok(template_answer(&answer.body))
 }
 
 /// A contact's name as Meta's profile APIs give it.

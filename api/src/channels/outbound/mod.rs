@@ -216,6 +216,16 @@ impl Sender {
         meta::submit_whatsapp_template(self, credentials, template).await
     }
 
+    /// The WhatsApp template of `name` and `language` already at Meta, if any.
+    pub async fn find_whatsapp_template(
+        &self,
+        credentials: &Credentials,
+        name: &str,
+        language: &str,
+    ) -> Result<Option<TemplateSubmitted>, SendError> {
+        meta::find_whatsapp_template(self, credentials, name, language).await
+    }
+
     /// The URL of `segments` at the provider (or at the override, for tests). Segments are
     /// percent-encoded, so a credential in the path cannot change the path's shape.
     fn endpoint(&self, provider_base: &str, segments: &[&str]) -> Result<Url, SendError> {

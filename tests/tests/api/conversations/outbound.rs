@@ -730,6 +730,60 @@ async fn whatsapp_templates_are_submitted_to_meta_for_review() {
         "{message}"
     );
 
+    // Meta already has this one (an earlier attempt it took, or one made in WhatsApp
+    // Manager): it is adopted with Meta's id and status.
+    fake.script(
+        "/message_templates",
+        400,
+        json!({ "error": { "message": "Invalid parameter", "type": "OAuthException", "code": 100,
+                           "error_subcode": 2388024,
+                           "error_data": { "details": "Content in this language already exists" } } }),
+        &[],
+    );
+    fake.script(
+        "/message_templates",
+        200,
+        json!({ "data": [
+            { "name": "payment_due", "language": "pt_BR", "status": "PENDING", "category": "UTILITY", "id": "1" },
+            { "name": "payment_due", "language": "en_US", "status": "APPROVED", "category": "UTILITY",
+              "id": "594425479261598" } ],
+            "paging": { "cursors": { "before": "MAZDZD", "after": "MjQZD" } } }),
+        &[],
+    );
+    let adopted = app
+        .gql_ok(
+            Some(&admin.token),
+            create,
+            input("payment_due", json!(["Ana", "#1044"])),
+        )
+        .await;
+    assert_eq!(adopted["createMessageTemplate"]["status"], "APPROVED");
+    assert_eq!(
+        adopted["createMessageTemplate"]["providerTemplateId"],
+        "594425479261598"
+    );
+    let lookup = fake
+        .requests_to("message_templates")
+        .into_iter()
+        .rfind(|r| r.method == "GET")
+        .unwrap();
+    assert!(
+        lookup.query.contains("name=payment_due"),
+        "{}",
+        lookup.query
+    );
+
+    // Meta writes authentication templates itself.
+    let authentication = json!({ "input": { "channelAccountId": account, "name": "login_code",
+        "language": "en_US", "category": "AUTHENTICATION", "body": "Your code is {{1}}",
+        "examples": ["123456"] } });
+    let calls_before = fake.requests_to("message_templates").len();
+    assert_eq!(
+        error_code(&app.gql(Some(&admin.token), create, authentication).await),
+        Some("VALIDATION")
+    );
+    assert_eq!(fake.requests_to("message_templates").len(), calls_before);
+
     // Meta may approve a utility template at once.
     fake.script(
         "/message_templates",
@@ -759,7 +813,10 @@ async fn whatsapp_templates_are_submitted_to_meta_for_review() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, vec!["delivery_window", "order_update"]);
+    assert_eq!(
+        names,
+        vec!["delivery_window", "order_update", "payment_due"]
+    );
 }
 
 #[tokio::test]
