@@ -39,8 +39,8 @@ pub enum WebError {
     #[error("The address is not a valid http(s) URL: {0}.")]
     InvalidUrl(String),
     #[error(
-        "The address {0} points to a private or local network, which knowledge sources may \
-         not reach."
+        "The address {0} points to a private or local network, which Obrol does not fetch \
+         from."
     )]
     PrivateAddress(String),
     #[error("The host {0} could not be found.")]

@@ -577,6 +577,13 @@ pub async fn merge(
         ));
     }
     let mut tx = state.db.tenant(actor.company_id).await?;
+    // Their conversations first, then the contacts: the order in which storing an inbound
+    // message takes them (its conversation, then its contact's key), so a merge during a
+    // burst of messages waits for them instead of deadlocking with them.
+    sqlx::query("select 1 from conversations where contact_id = any($1) order by id for update")
+        .bind([keep_id, merged_id].as_slice())
+        .execute(&mut *tx)
+        .await?;
     let visibility = Visibility::of(&mut tx, actor).await?;
     let properties = store::properties(&mut tx).await?;
     let keep = visible(&mut tx, &visibility, keep_id, &properties, true).await?;

@@ -528,3 +528,68 @@ async fn agents_files_go_out_as_links_the_provider_fetches() {
     .await;
     assert_eq!(app.http.get(&link).send().await.unwrap().status(), 404);
 }
+
+#[tokio::test]
+async fn a_wechat_video_is_fetched_from_the_address_wechat_gives_for_it() {
+    let (app, fake) = spawn().await;
+    let admin = app.sign_up("WeChat Video").await;
+    let account = connect(&app, &fake, &admin, "WECHAT").await;
+    // For a video, media/get answers with JSON naming the video's address (WeChat's
+    // documented answer); the test server stands in for WeChat's CDN.
+    fake.script(
+        "/cgi-bin/media/get",
+        200,
+        json!({ "video_url": "https://mmbiz.qpic.cn/wechat-video/clip.mp4" }),
+        &[],
+    );
+    let video: Vec<u8> = b"\x00\x00\x00\x18ftypmp42"
+        .iter()
+        .copied()
+        .chain((0..4096u32).map(|i| (i % 241) as u8))
+        .collect();
+    fake.serve_file("/wechat-video/clip.mp4", "video/mp4", video.clone());
+    let ts = now();
+    let (timestamp, nonce) = (ts.to_string(), "2000002".to_string());
+    let signature = sign::wechat("wx-token", &timestamp, &nonce);
+    let from = "oUpF8uMuAJO_M2pxb1Q9zNjWeS02";
+    let delivery = Delivery {
+        query: format!("signature={signature}&timestamp={timestamp}&nonce={nonce}&openid={from}"),
+        headers: vec![],
+        content_type: "text/xml",
+        body: format!(
+            "<xml><ToUserName><![CDATA[gh_3ad31d7a4e5c]]></ToUserName>\
+             <FromUserName><![CDATA[{from}]]></FromUserName>\
+             <CreateTime>{ts}</CreateTime><MsgType><![CDATA[video]]></MsgType>\
+             <MediaId><![CDATA[wx_video_1]]></MediaId>\
+             <ThumbMediaId><![CDATA[wx_thumb_1]]></ThumbMediaId>\
+             <MsgId>23637352235069002</MsgId></xml>"
+        )
+        .into_bytes(),
+    };
+    assert_eq!(post(&app, &account, &delivery).await.0, 200);
+    let file = eventually(Duration::from_secs(30), || async {
+        attachments(&app, &admin)
+            .await
+            .into_iter()
+            .map(|(_, _, file)| file)
+            .find(|file| file["status"] != "PENDING")
+    })
+    .await
+    .expect("the video's fetch ends");
+    assert_eq!(file["status"], "READY", "{file}");
+    assert_eq!(file["contentType"], "video/mp4");
+    assert_eq!(file["sizeBytes"], video.len());
+    let asked = fake.requests_to("/cgi-bin/media/get");
+    assert!(asked[0].query.contains("media_id=wx_video_1"));
+    assert_eq!(fake.requests_to("/wechat-video/clip.mp4").len(), 1);
+    let served = app
+        .http
+        .get(file["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(served.to_vec(), video);
+}
