@@ -100,13 +100,7 @@ impl Registrar {
             return Ok(());
         }
         let kind = ChannelType::from_db(&kind);
-        let opened = self
-            .state
-            .sealer
-            .open(&sealed)
-            .map_err(|_| "credentials cannot be opened".to_string())?;
-        let credentials: Json = serde_json::from_slice(&opened)
-            .map_err(|_| "credentials are unreadable".to_string())?;
+        let credentials = super::open_credentials(&self.state.sealer, &sealed)?;
         let field = |key: &str| credentials.get(key).and_then(Json::as_str).unwrap_or("");
         let url = format!("{}/webhooks/{}/{}", self.state.base_url(), kind.slug(), id);
         let request = match kind {

@@ -14,7 +14,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value as Json;
 use uuid::Uuid;
 
 use super::inbound::{self, Credentials, Reply, WebhookError, WebhookRequest};
@@ -92,19 +91,11 @@ pub async fn account(state: &AppState, id: Uuid) -> Result<Option<WebhookAccount
     })?;
     let account = match facts {
         Some((company_id, kind, status, sealed, widget_origins)) if status == "ACTIVE" => {
-            let opened = state.sealer.open(&sealed).map_err(|err| {
-                tracing::error!(error = %err, account = %id, "channel credentials cannot be opened");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-            })?;
-            let credentials: Credentials = match serde_json::from_slice::<Json>(&opened) {
-                Ok(Json::Object(map)) => map,
-                _ => {
-                    tracing::error!(account = %id, "channel credentials are not an object");
-                    return Err(
-                        (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-                    );
-                }
-            };
+            let credentials: Credentials = super::open_credentials(&state.sealer, &sealed)
+                .map_err(|err| {
+                    tracing::error!(error = %err, account = %id, "reading channel credentials");
+                    (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+                })?;
             Some(WebhookAccount {
                 id,
                 company_id,

@@ -437,16 +437,7 @@ impl Fetcher {
         if status != "PENDING" {
             return Ok(Outcome::Done);
         }
-        let credentials = self
-            .state
-            .sealer
-            .open(&sealed)
-            .ok()
-            .and_then(|plain| serde_json::from_slice::<Json>(&plain).ok())
-            .and_then(|value| match value {
-                Json::Object(map) => Some(map),
-                _ => None,
-            });
+        let credentials = crate::channels::open_credentials(&self.state.sealer, &sealed).ok();
         let content = serde_json::from_value::<Content>(content).ok();
         let (Some(credentials), Some(content)) = (credentials, content) else {
             self.fail(
